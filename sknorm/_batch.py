@@ -1,0 +1,524 @@
+"""BatchNormalizer: per-feature normalization with streaming statistics."""
+
+from __future__ import annotations
+
+from numbers import Real
+
+import numpy as np
+import scipy.sparse as sp
+from sklearn.base import BaseEstimator, OneToOneFeatureMixin, TransformerMixin
+from sklearn.utils._param_validation import Interval
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from . import _stats
+from ._compat import _fit_context, validate_params
+from ._validation import check_no_infinity, check_sample_weight, is_dask_collection
+
+_FLOAT_DTYPES = (np.float64, np.float32)
+
+
+class SparseCenteringError(ValueError, TypeError):
+    """Sparse input given to a normalizer that centers (``with_mean=True``).
+
+    A ValueError, as in ``StandardScaler``; also a TypeError, the exception
+    scikit-learn's checks expect from an estimator that rejects a sparse type.
+    """
+
+
+def scale_from_var(var: np.ndarray, eps: float) -> np.ndarray:
+    """``sqrt(var + eps)``, with 1.0 where that is 0 (a constant feature)."""
+    scale = np.sqrt(var + eps)
+    scale[scale == 0.0] = 1.0
+    return scale
+
+
+def split_float32(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Split float64 values into float32 ``hi + lo`` that sum to them closely.
+
+    Subtracting ``hi`` then ``lo`` from float32 data keeps the result accurate
+    to float32 precision even when the mean is large (1e6 + N(0, 1)), where
+    subtracting the rounded float32 mean alone would be off by up to half a
+    float32 spacing of the mean.
+    """
+    hi = values.astype(np.float32)
+    lo = (values - hi).astype(np.float32)
+    return hi, lo
+
+
+class BatchNormalizer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
+    r"""Normalize each feature with statistics that stream over mini-batches.
+
+    ``transform`` computes, for every feature,
+
+    .. math:: z = (x - \mu) / \sqrt{\sigma^2 + \epsilon}
+
+    where :math:`\mu` and :math:`\sigma^2` are running statistics updated by
+    every call to :meth:`partial_fit`. How they are updated is the statistics
+    mode:
+
+    - exact (default): the mean and (biased) variance of every sample seen,
+      equal to one fit on all of them whatever the batch partition;
+    - ``momentum=m``: the running statistics of ``torch.nn.BatchNorm1d``, one
+      exponential update per batch;
+    - ``half_life=h``: exponentially weighted statistics in which a sample
+      ``h`` rows older weighs half as much, independent of the batch sizes.
+
+    Missing values (NaN) are ignored when fitting and kept by ``transform``.
+
+    Parameters
+    ----------
+    eps : float, default=0.0
+        Added to the variance before the square root, as ``eps`` in
+        ``torch.nn.BatchNorm1d`` (which uses 1e-5).
+    with_mean : bool, default=True
+        If True, center the data before scaling. Must be False for sparse
+        input, which centering would densify.
+    with_std : bool, default=True
+        If True, scale the data to unit variance.
+    copy : bool, default=True
+        If False, ``transform`` and ``inverse_transform`` work in place when
+        the input is a writable float array of a float dtype.
+    momentum : float in (0, 1], default=None
+        Momentum mode. After each batch::
+
+            mean_ = (1 - momentum) * mean_ + momentum * batch_mean
+            var_  = (1 - momentum) * var_  + momentum * batch_var
+
+        with the unbiased batch variance, as ``torch.nn.BatchNorm1d``. Unlike
+        PyTorch, which starts from mean 0 and variance 1, the first batch sets
+        the statistics (no warm-up bias): see Notes.
+    half_life : float > 0, default=None
+        Half-life mode, in samples: a sample of age ``a`` rows (0 for the
+        newest; within a batch, later rows are newer) has weight
+        ``2**(-a / half_life)`` times its ``sample_weight``.
+    clip : float > 0, default=None
+        If set, ``transform`` clips its output to ``[-clip, clip]``.
+        Clipped values do not round-trip through ``inverse_transform``.
+
+    Attributes
+    ----------
+    mean_ : ndarray of shape (n_features,) or None
+        Running mean of each feature, float64. None when both ``with_mean``
+        and ``with_std`` are False. NaN for a feature that had no
+        (non-missing, positively weighted) value yet.
+    var_ : ndarray of shape (n_features,) or None
+        Running variance of each feature, float64; None when
+        ``with_std=False``. Biased (population) variance in the exact and
+        half-life modes, the running unbiased variance in the momentum mode.
+    scale_ : ndarray of shape (n_features,) or None
+        ``sqrt(var_ + eps)``, 1.0 where that is 0; None when
+        ``with_std=False``.
+    n_samples_seen_ : int or ndarray of shape (n_features,)
+        Number of samples seen, whatever their weight. As in
+        ``StandardScaler``, an int when every feature saw the same number and
+        an int64 array of per-feature counts of non-missing values otherwise.
+    weight_sum_ : ndarray of shape (n_features,)
+        Total weight behind the statistics of each feature: the sum of the
+        sample weights in exact and momentum modes, the sum of the decayed
+        weights in half-life mode.
+    n_features_in_ : int
+        Number of features seen during fit.
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Names of features seen during fit, when X has string column names.
+
+    See Also
+    --------
+    sklearn.preprocessing.StandardScaler : Same exact statistics, but loses
+        digits when streamed, has no forgetting and no merge.
+
+    Notes
+    -----
+    **Choosing a statistics mode.**
+
+    ============  =======================================  ==================
+    mode          use it when                              state and cost
+    ============  =======================================  ==================
+    exact         the stream is stationary, or you want    O(n_features);
+                  the statistics of all data (equal to a   ``merge`` for
+                  one-shot fit, to 1e-12)                  parallel fits
+    momentum      porting a PyTorch model, or matching     O(n_features);
+                  its running statistics                   depends on batch
+                                                           sizes
+    half_life     the stream drifts: recent samples        O(n_features);
+                  matter more, whatever the batch sizes    ordered ``merge``
+    ============  =======================================  ==================
+
+    **Relation to PyTorch.** ``torch.nn.BatchNorm1d(momentum=m)`` in training
+    mode applies the momentum update above, starting from
+    ``running_mean = 0`` and ``running_var = 1``. To reproduce its running
+    statistics exactly, call ``partial_fit`` once on a two-row batch
+    ``[-1, 1] / sqrt(2)`` with ``momentum=1.0`` (mean 0, unbiased variance
+    1), then ``set_params(momentum=m)`` and stream the same batches. PyTorch
+    normalizes training batches with the biased batch variance but stores the
+    unbiased one; sknorm's ``transform`` uses the stored ``var_``, as PyTorch
+    does in evaluation mode. In PyTorch's cumulative mode (``momentum=None``)
+    every batch counts equally whatever its size; the exact mode here weighs
+    every sample equally instead.
+
+    The statistics are accumulated in float64 relative to an anchor value of
+    each feature, so that streaming loses no more precision than a one-shot
+    two-pass computation; float32 input gives float32 output.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sknorm import BatchNormalizer
+    >>> rng = np.random.default_rng(0)
+    >>> norm = BatchNormalizer()
+    >>> for _ in range(2):
+    ...     batch = rng.normal(loc=[1.0, 100.0], scale=[1.0, 50.0], size=(500, 2))
+    ...     norm = norm.partial_fit(batch)
+    >>> norm.n_samples_seen_
+    1000
+    >>> print(np.round(norm.mean_, 1), np.round(norm.scale_, 1))
+    [ 1. 99.] [ 1.  49.7]
+    >>> print(np.round(norm.transform([[1.0, 100.0]]), 2))
+    [[0.01 0.02]]
+    """
+
+    _parameter_constraints: dict = {
+        "eps": [Interval(Real, 0, None, closed="left")],
+        "with_mean": ["boolean"],
+        "with_std": ["boolean"],
+        "copy": ["boolean"],
+        "momentum": [Interval(Real, 0, 1, closed="right"), None],
+        "half_life": [Interval(Real, 0, None, closed="neither"), None],
+        "clip": [Interval(Real, 0, None, closed="neither"), None],
+    }
+
+    def __init__(
+        self,
+        *,
+        eps=0.0,
+        with_mean=True,
+        with_std=True,
+        copy=True,
+        momentum=None,
+        half_life=None,
+        clip=None,
+    ):
+        self.eps = eps
+        self.with_mean = with_mean
+        self.with_std = with_std
+        self.copy = copy
+        self.momentum = momentum
+        self.half_life = half_life
+        self.clip = clip
+
+    # -- fitting ------------------------------------------------------------
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y=None, sample_weight=None):
+        """Compute the statistics of X, forgetting earlier ones.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            The data. NaN marks a missing value.
+        y : None
+            Ignored.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Non-negative weight of each sample.
+
+        Returns
+        -------
+        self : BatchNormalizer
+            Fitted normalizer.
+        """
+        return self._learn(X, sample_weight, reset=True, need_weight=True)
+
+    def partial_fit(self, X, y=None, sample_weight=None):
+        """Update the statistics with one batch.
+
+        If it raises, the fitted state is left exactly as it was.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            The batch. NaN marks a missing value.
+        y : None
+            Ignored.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Non-negative weight of each sample.
+
+        Returns
+        -------
+        self : BatchNormalizer
+            Updated normalizer.
+        """
+        first_call = not hasattr(self, "_state")
+        if first_call:
+            validate_params(self)
+        return self._learn(X, sample_weight, reset=first_call)
+
+    def _learn(self, X, sample_weight, reset, need_weight=False):
+        if is_dask_collection(X):
+            from ._dask import learn_dask  # dask is an optional extra
+
+            return learn_dask(self, X, sample_weight, reset, need_weight)
+        snapshot = dict(self.__dict__)
+        try:
+            mode = self._mode()
+            X = self._validate_batch(X, reset=reset)
+            sample_weight = check_sample_weight(sample_weight, X.shape[0])
+            if need_weight and sample_weight is not None and not sample_weight.any():
+                # A stream may pass a batch of zero weights (time still passes
+                # in half-life mode), but a fit on it would learn nothing.
+                raise ValueError(
+                    "All sample weights are zero: fit has nothing to learn from. "
+                    "Give at least one sample a positive weight."
+                )
+            if reset:
+                old = self._empty_state(mode, X.shape[1])
+            else:
+                old = self._state
+                self._check_state_matches(old, mode)
+            state = self._update(mode, old, X, sample_weight)
+            self._publish(state)
+        except BaseException:
+            # Nothing is lost: validate_data may already have set attributes.
+            self.__dict__.clear()
+            self.__dict__.update(snapshot)
+            raise
+        return self
+
+    def _validate_batch(self, X, reset):
+        X = validate_data(
+            self,
+            X,
+            reset=reset,
+            accept_sparse=("csr", "csc"),
+            dtype=_FLOAT_DTYPES,
+            ensure_all_finite=False,
+            ensure_min_samples=1,
+        )
+        if sp.issparse(X) and self.with_mean:
+            raise SparseCenteringError(
+                "Cannot center sparse data: pass with_mean=False to scale it "
+                "without centering (centering would make it dense)."
+            )
+        check_no_infinity(X)
+        return X
+
+    def _mode(self) -> str:
+        if self.momentum is not None and self.half_life is not None:
+            raise ValueError(
+                "momentum and half_life are two different statistics modes; set "
+                f"at most one of them (got momentum={self.momentum}, "
+                f"half_life={self.half_life})."
+            )
+        if self.momentum is not None:
+            return "momentum"
+        if self.half_life is not None:
+            return "half_life"
+        return "exact"
+
+    @staticmethod
+    def _empty_state(mode, n_features):
+        if mode == "momentum":
+            return _stats.empty_ema_state(n_features)
+        return _stats.empty_stream_state(n_features)
+
+    @staticmethod
+    def _check_state_matches(state, mode):
+        if isinstance(state, _stats.EmaState) != (mode == "momentum"):
+            raise ValueError(
+                f"The statistics mode changed to {mode!r} after fitting started; "
+                "call fit to restart, or keep the mode of the stream."
+            )
+
+    def _update(self, mode, old, X, sample_weight):
+        if mode == "momentum":
+            return _stats.update_momentum(old, X, self.momentum, sample_weight)
+        if mode == "half_life":
+            return _stats.update_half_life(old, X, self.half_life, sample_weight)
+        return _stats.update_exact(old, X, sample_weight)
+
+    def _publish(self, state):
+        """Set the public fitted attributes from a statistics state."""
+        count = state.count
+        self.n_samples_seen_ = (
+            int(count[0]) if count.size and np.all(count == count[0]) else count.copy()
+        )
+        mean = _stats.state_mean(state)
+        var = _stats.state_var(state)
+        self.mean_ = mean if (self.with_mean or self.with_std) else None
+        self.var_ = var if self.with_std else None
+        self.scale_ = scale_from_var(var, self.eps) if self.with_std else None
+        self.weight_sum_ = (
+            state.weight if isinstance(state, _stats.EmaState) else state.moments.weight
+        )
+        self._state = state
+
+    def merge(self, other):
+        """Combine with a normalizer fitted on disjoint data; return self.
+
+        Afterwards ``self`` holds the statistics of the union, equal to one fit
+        on all the data. In half-life mode, ``other`` is taken as the newer part
+        of the stream (an ordered merge), so blocks can be reduced in a tree
+        as long as their order is kept. Not defined for the momentum mode.
+
+        Parameters
+        ----------
+        other : BatchNormalizer
+            Fitted on data disjoint from ``self``'s, with the same parameters
+            and features.
+
+        Returns
+        -------
+        self : BatchNormalizer
+            The merged normalizer.
+        """
+        check_is_fitted(self)
+        if not isinstance(other, BatchNormalizer):
+            raise TypeError(
+                f"merge expects a fitted BatchNormalizer, got {type(other).__name__}."
+            )
+        check_is_fitted(other)
+        mode = self._mode()
+        if mode == "momentum":
+            raise ValueError(
+                "merge is not defined for the momentum mode: its statistics "
+                "depend on the order of batches, not only on the data. Use the "
+                "exact or half_life mode."
+            )
+        ours = {k: v for k, v in self.get_params().items() if k != "copy"}
+        theirs = {k: v for k, v in other.get_params().items() if k != "copy"}
+        if ours != theirs:
+            raise ValueError(
+                f"Cannot merge normalizers with different parameters: {ours} vs "
+                f"{theirs}."
+            )
+        if self.n_features_in_ != other.n_features_in_:
+            raise ValueError(
+                f"Cannot merge: self has {self.n_features_in_} features, other has "
+                f"{other.n_features_in_}."
+            )
+        names_self = getattr(self, "feature_names_in_", None)
+        names_other = getattr(other, "feature_names_in_", None)
+        if (names_self is None) != (names_other is None) or (
+            names_self is not None and not np.array_equal(names_self, names_other)
+        ):
+            raise ValueError(
+                "Cannot merge: the two normalizers were fitted on different "
+                "feature names."
+            )
+        self._check_state_matches(other._state, mode)
+        half_life = self.half_life if mode == "half_life" else None
+        state = _stats.merge_stream_states(self._state, other._state, half_life)
+        self._publish(state)
+        return self
+
+    # -- transforming --------------------------------------------------------
+
+    def transform(self, X, copy=None):
+        """Normalize X with the current statistics.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            The data. NaN is kept as NaN.
+        copy : bool, default=None
+            Copy X first; defaults to the ``copy`` parameter.
+
+        Returns
+        -------
+        X_tr : {ndarray, sparse matrix} of shape (n_samples, n_features)
+            Normalized data, of the input's float dtype (float32 stays
+            float32; integers become float64).
+        """
+        check_is_fitted(self)
+        if is_dask_collection(X):
+            from ._dask import transform_dask  # dask is an optional extra
+
+            return transform_dask(self, X, inverse=False)
+        X = self._validate_for_transform(X, copy)
+        if sp.issparse(X):
+            if self.scale_ is not None:
+                _scale_sparse_columns(X, 1.0 / self.scale_)
+        else:
+            if self.with_mean:
+                _subtract_mean(X, self.mean_)
+            if self.with_std:
+                X /= self.scale_.astype(X.dtype)
+        if self.clip is not None:
+            data = X.data if sp.issparse(X) else X
+            np.clip(data, -self.clip, self.clip, out=data)
+        return X
+
+    def inverse_transform(self, X, copy=None):
+        """Undo ``transform``: scale back, then add the mean.
+
+        Values that ``transform`` clipped do not come back.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            Normalized data.
+        copy : bool, default=None
+            Copy X first; defaults to the ``copy`` parameter.
+
+        Returns
+        -------
+        X_original : {ndarray, sparse matrix} of shape (n_samples, n_features)
+            Data in the original units.
+        """
+        check_is_fitted(self)
+        if is_dask_collection(X):
+            from ._dask import transform_dask  # dask is an optional extra
+
+            return transform_dask(self, X, inverse=True)
+        X = self._validate_for_transform(X, copy)
+        if sp.issparse(X):
+            if self.scale_ is not None:
+                _scale_sparse_columns(X, self.scale_)
+        else:
+            if self.with_std:
+                X *= self.scale_.astype(X.dtype)
+            if self.with_mean:
+                _subtract_mean(X, -self.mean_)
+        return X
+
+    def _validate_for_transform(self, X, copy):
+        X = validate_data(
+            self,
+            X,
+            reset=False,
+            accept_sparse=("csr", "csc"),
+            copy=self.copy if copy is None else copy,
+            dtype=_FLOAT_DTYPES,
+            force_writeable=True,
+            ensure_all_finite="allow-nan",
+        )
+        if sp.issparse(X) and self.with_mean:
+            raise SparseCenteringError(
+                "Cannot center sparse data: pass with_mean=False to scale it "
+                "without centering (centering would make it dense)."
+            )
+        return X
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = True
+        tags.input_tags.sparse = not self.with_mean
+        tags.transformer_tags.preserves_dtype = ["float64", "float32"]
+        return tags
+
+
+def _subtract_mean(X: np.ndarray, mean: np.ndarray) -> None:
+    """``X -= mean`` in place, to float32 precision for float32 X."""
+    if X.dtype == np.float32:
+        hi, lo = split_float32(mean)
+        X -= hi
+        X -= lo
+    else:
+        X -= mean
+
+
+def _scale_sparse_columns(X, factor: np.ndarray) -> None:
+    """Multiply column j of a CSR/CSC matrix by ``factor[j]`` in place."""
+    factor = factor.astype(X.dtype)
+    if X.format == "csr":
+        X.data *= factor[X.indices]
+    else:
+        X.data *= np.repeat(factor, np.diff(X.indptr))

@@ -1,0 +1,12 @@
+"""Differences between the scikit-learn versions that sknorm supports.
+
+Everything sknorm needs from scikit-learn's private API is imported here, so
+that a change in scikit-learn is fixed in one place.
+"""
+
+from sklearn.base import _fit_context  # noqa: F401  (private, stable since 1.3)
+
+
+def validate_params(estimator) -> None:
+    """Check an estimator's parameters against its ``_parameter_constraints``."""
+    estimator._validate_params()

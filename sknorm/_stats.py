@@ -1,0 +1,405 @@
+"""Streaming moments: the pure math behind every sknorm statistics mode.
+
+Nothing here knows about scikit-learn. Every function takes and returns small
+immutable states of float64 NumPy arrays, one entry per feature.
+
+Naming rule (as in scikit-learn's ``_incremental_mean_and_var``): ``old`` are the
+statistics until now, ``new`` the increment, ``updated`` both together.
+
+Precision. Each state keeps its moments relative to a per-feature ``shift``
+(an anchor value taken from the data), so the quantities that are merged are of
+the order of the standard deviation, not of the mean. Merging raw means of
+data such as ``1e9 + N(0, 1)`` would lose nine digits in every difference of
+means; merging shifted means loses none. Within a batch, moments are computed
+in two passes (mean, then squared deviations from it), never as
+``E[x**2] - E[x]**2``.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+import scipy.sparse as sp
+from numpy.typing import NDArray
+
+Array = NDArray[np.float64]
+
+__all__ = [
+    "Moments",
+    "StreamState",
+    "EmaState",
+    "batch_moments",
+    "sparse_batch_moments",
+    "merge_moments",
+    "decay_moments",
+    "rebase_moments",
+    "half_life_row_weights",
+    "empty_stream_state",
+    "update_exact",
+    "update_half_life",
+    "merge_stream_states",
+    "empty_ema_state",
+    "update_momentum",
+    "state_mean",
+    "state_var",
+]
+
+
+class Moments(NamedTuple):
+    """Weighted moments of a set of samples, per feature, relative to a shift.
+
+    ``weight`` is the sum of sample weights, ``mean`` the weighted mean of
+    ``x - shift`` and ``m2`` the weighted sum of squared deviations from that
+    mean. A feature with ``weight == 0`` has ``mean == m2 == 0``.
+    """
+
+    weight: Array
+    mean: Array
+    m2: Array
+
+
+def batch_moments(
+    X: NDArray, shift: Array, sample_weight: Array | None = None
+) -> tuple[Moments, NDArray[np.int64]]:
+    """Moments of one batch, NaN-aware, in float64, in two passes.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, n_features), float32 or float64
+        NaN marks a missing value, which is ignored.
+    shift : ndarray of shape (n_features,)
+        Subtracted from every value before the moments are accumulated.
+    sample_weight : ndarray of shape (n_samples,) or None
+        Non-negative weights; None means all ones.
+
+    Returns
+    -------
+    moments : Moments
+        Moments of ``X - shift``.
+    count : ndarray of shape (n_features,), int64
+        Number of non-NaN values per feature.
+    """
+    n_samples = X.shape[0]
+    d = np.subtract(X, shift, dtype=np.float64)
+    if sample_weight is None:
+        total = d.sum(axis=0)
+    else:
+        total = sample_weight @ d
+    if np.all(np.isfinite(total)):
+        # No NaN anywhere (a NaN would have propagated into the sum).
+        count = np.full(d.shape[1], n_samples, dtype=np.int64)
+        if sample_weight is None:
+            weight = np.full(d.shape[1], float(n_samples))
+        else:
+            weight = np.full(d.shape[1], float(sample_weight.sum()))
+        mean = _safe_divide(total, weight)
+        d -= mean
+        np.square(d, out=d)
+        m2 = d.sum(axis=0) if sample_weight is None else sample_weight @ d
+        return Moments(weight, mean, m2), count
+
+    present = ~np.isnan(d)
+    count = present.sum(axis=0, dtype=np.int64)
+    d[~present] = 0.0
+    if sample_weight is None:
+        weight = count.astype(np.float64)
+        total = d.sum(axis=0)
+    else:
+        weight = sample_weight @ present
+        total = sample_weight @ d
+    mean = _safe_divide(total, weight)
+    d -= mean
+    d[~present] = 0.0
+    np.square(d, out=d)
+    m2 = d.sum(axis=0) if sample_weight is None else sample_weight @ d
+    return Moments(weight, mean, m2), count
+
+
+def sparse_batch_moments(
+    X, sample_weight: Array | None = None
+) -> tuple[Moments, NDArray[np.int64]]:
+    """Moments of a scipy.sparse batch at shift 0, in O(nnz) time and memory.
+
+    Implicit zeros are samples of value 0; explicit NaNs are missing values.
+    """
+    coo = sp.coo_matrix(X)
+    coo.sum_duplicates()
+    n_samples, n_features = coo.shape
+    w = np.ones(n_samples) if sample_weight is None else sample_weight
+    data = coo.data.astype(np.float64)
+    cols = coo.col
+    row_weight = w[coo.row]
+    missing = np.isnan(data)
+    ok = ~missing
+    weight = w.sum() - np.bincount(
+        cols[missing], weights=row_weight[missing], minlength=n_features
+    )
+    count = n_samples - np.bincount(cols[missing], minlength=n_features)
+    cols, data, row_weight = cols[ok], data[ok], row_weight[ok]
+    total = np.bincount(cols, weights=row_weight * data, minlength=n_features)
+    mean = _safe_divide(total, weight)
+    dev = data - mean[cols]
+    m2_stored = np.bincount(cols, weights=row_weight * dev * dev, minlength=n_features)
+    weight_stored = np.bincount(cols, weights=row_weight, minlength=n_features)
+    # The implicit zeros each deviate from the mean by -mean.
+    m2 = m2_stored + np.maximum(weight - weight_stored, 0.0) * mean * mean
+    return Moments(weight, mean, m2), count.astype(np.int64)
+
+
+def merge_moments(old: Moments, new: Moments) -> Moments:
+    """Combine the moments of two disjoint sets of samples (same shift).
+
+    Chan, Golub and LeVeque (1983), eq. 1.5 with weights::
+
+        W = W_a + W_b
+        delta = mean_b - mean_a
+        mean = mean_a + delta * W_b / W
+        M2 = M2_a + M2_b + delta**2 * W_a * W_b / W
+
+    A side with zero weight contributes nothing.
+    """
+    weight = old.weight + new.weight
+    delta = new.mean - old.mean
+    frac_new = _safe_divide(new.weight, weight)
+    mean = old.mean + delta * frac_new
+    m2 = old.m2 + new.m2 + delta * delta * old.weight * frac_new
+    return Moments(weight, mean, m2)
+
+
+def decay_moments(moments: Moments, factor: float) -> Moments:
+    """Scale every sample weight by ``factor``: the mean is unchanged."""
+    return Moments(moments.weight * factor, moments.mean, moments.m2 * factor)
+
+
+def rebase_moments(moments: Moments, old_shift: Array, new_shift: Array) -> Moments:
+    """Express moments taken relative to ``old_shift`` relative to ``new_shift``."""
+    mean = np.where(moments.weight > 0, moments.mean + (old_shift - new_shift), 0.0)
+    return Moments(moments.weight, mean, moments.m2)
+
+
+def half_life_row_weights(n_rows: int, half_life: float) -> Array:
+    """Weights ``2**(-age / half_life)`` of a batch's rows, the last row newest."""
+    age = np.arange(n_rows - 1, -1, -1, dtype=np.float64)
+    return np.exp2(-age / half_life)
+
+
+def _safe_divide(num: Array, den: Array) -> Array:
+    """``num / den`` with 0 where ``den == 0`` (an empty set has zero moments)."""
+    out = np.zeros_like(num, dtype=np.float64)
+    np.divide(num, den, out=out, where=den != 0)
+    return out
+
+
+def _anchor(shift: Array, has_data: NDArray[np.bool_], X: NDArray) -> Array:
+    """Choose a shift for every feature that has no statistics yet.
+
+    The anchor is the feature's first non-NaN value in ``X``: it is within a few
+    standard deviations of the mean, and a constant feature gives exact zeros.
+    """
+    need = ~has_data
+    if not need.any():
+        return shift
+    columns = np.flatnonzero(need)
+    sub = X[:, columns]
+    present = ~np.isnan(sub)
+    first = present.argmax(axis=0)
+    values = sub[first, np.arange(columns.size)].astype(np.float64)
+    values[~present.any(axis=0)] = 0.0
+    updated = shift.copy()
+    updated[columns] = values
+    return updated
+
+
+# Exact and half-life modes: a running ``Moments`` plus counts.
+
+
+class StreamState(NamedTuple):
+    """Sufficient statistics of a stream, for the exact and half-life modes.
+
+    ``moments`` are relative to ``shift``; ``count`` is the number of non-NaN
+    values per feature and ``n_rows`` the number of rows seen (NaN or not),
+    which sets the age of samples in half-life mode.
+    """
+
+    shift: Array
+    moments: Moments
+    count: NDArray[np.int64]
+    n_rows: int
+
+
+def empty_stream_state(n_features: int) -> StreamState:
+    """The state of a stream that has seen nothing."""
+    zeros = np.zeros(n_features)
+    return StreamState(
+        zeros, Moments(zeros, zeros, zeros), np.zeros(n_features, np.int64), 0
+    )
+
+
+def _batch_at(
+    shift: Array, has_data: NDArray[np.bool_], X, sample_weight: Array | None
+) -> tuple[Array, Moments, NDArray[np.int64]]:
+    """Anchor the features without data, then take the batch's moments there.
+
+    Sparse batches are summed at shift 0 (shifting would densify them) and
+    rebased, which keeps the sparse path exact for data centred near 0.
+    """
+    if sp.issparse(X):
+        shift = np.where(has_data, shift, 0.0)
+        zero = np.zeros_like(shift)
+        moments, count = sparse_batch_moments(X, sample_weight)
+        return shift, rebase_moments(moments, zero, shift), count
+    shift = _anchor(shift, has_data, X)
+    moments, count = batch_moments(X, shift, sample_weight)
+    return shift, moments, count
+
+
+def _absorb(old: StreamState, X, sample_weight: Array | None) -> StreamState:
+    """Re-anchor empty features on ``X``, then merge its moments into ``old``."""
+    shift, new, count = _batch_at(old.shift, old.moments.weight > 0, X, sample_weight)
+    old_moments = rebase_moments(old.moments, old.shift, shift)
+    return StreamState(
+        shift,
+        merge_moments(old_moments, new),
+        old.count + count,
+        old.n_rows + X.shape[0],
+    )
+
+
+def update_exact(
+    old: StreamState, X: NDArray, sample_weight: Array | None = None
+) -> StreamState:
+    """Exact streaming mode: the statistics of every sample seen, equally weighted."""
+    return _absorb(old, X, sample_weight)
+
+
+def update_half_life(
+    old: StreamState,
+    X: NDArray,
+    half_life: float,
+    sample_weight: Array | None = None,
+) -> StreamState:
+    """Half-life mode: a sample of age ``a`` has weight ``2**(-a / half_life)``.
+
+    Ages count rows, the newest row having age 0. The old statistics age by
+    the batch's length, ``2**(-n_rows / half_life)``, and the batch's rows get
+    their own age weights, so the result does not depend on how the stream is
+    cut into batches.
+    """
+    n_rows = X.shape[0]
+    row_weight = half_life_row_weights(n_rows, half_life)
+    if sample_weight is not None:
+        row_weight = row_weight * sample_weight
+    aged = old._replace(
+        moments=decay_moments(old.moments, 2.0 ** (-n_rows / half_life))
+    )
+    return _absorb(aged, X, row_weight)
+
+
+def merge_stream_states(
+    old: StreamState, new: StreamState, half_life: float | None = None
+) -> StreamState:
+    """Combine the states of two disjoint parts of a stream.
+
+    With ``half_life`` set, ``new`` is the later part of the stream: ``old``
+    ages by ``new.n_rows`` rows before the two are combined.
+    """
+    old_moments = old.moments
+    if half_life is not None:
+        old_moments = decay_moments(old_moments, 2.0 ** (-new.n_rows / half_life))
+    # Keep old's anchor where it has data, else take new's.
+    shift = np.where(old_moments.weight > 0, old.shift, new.shift)
+    merged = merge_moments(
+        rebase_moments(old_moments, old.shift, shift),
+        rebase_moments(new.moments, new.shift, shift),
+    )
+    return StreamState(shift, merged, old.count + new.count, old.n_rows + new.n_rows)
+
+
+# Momentum mode: exponential moving averages per batch, as torch.nn.BatchNorm1d.
+
+
+class EmaState(NamedTuple):
+    """Running mean (relative to ``shift``) and variance for the momentum mode.
+
+    ``mean_updates`` and ``var_updates`` count the batches that updated each
+    feature; the first one initializes instead of blending.
+    """
+
+    shift: Array
+    mean: Array
+    var: Array
+    mean_updates: NDArray[np.int64]
+    var_updates: NDArray[np.int64]
+    weight: Array
+    count: NDArray[np.int64]
+    n_rows: int
+
+
+def empty_ema_state(n_features: int) -> EmaState:
+    """The momentum state of a stream that has seen nothing."""
+    zeros = np.zeros(n_features)
+    izeros = np.zeros(n_features, np.int64)
+    return EmaState(zeros, zeros, zeros, izeros, izeros, zeros, izeros, 0)
+
+
+def update_momentum(
+    old: EmaState,
+    X: NDArray,
+    momentum: float,
+    sample_weight: Array | None = None,
+) -> EmaState:
+    """Momentum mode, one update per batch::
+
+        mean <- (1 - momentum) * mean + momentum * batch_mean
+        var  <- (1 - momentum) * var  + momentum * batch_var
+
+    where ``batch_var = M2 / (W - 1)`` is the unbiased batch variance (``W`` the
+    batch's total weight, the number of rows without weights), as in
+    ``torch.nn.BatchNorm1d``. A feature's first batch sets the statistics
+    instead of blending them. The variance is updated only by batches with
+    ``W > 1``, where the unbiased variance is defined.
+    """
+    shift, new, count = _batch_at(old.shift, old.mean_updates > 0, X, sample_weight)
+    old_mean = np.where(old.mean_updates > 0, old.mean + (old.shift - shift), 0.0)
+    has_mean = new.weight > 0
+    has_var = new.weight > 1
+    with np.errstate(invalid="ignore", divide="ignore"):
+        batch_var = new.m2 / (new.weight - 1.0)
+    mean = np.where(
+        old.mean_updates > 0, (1 - momentum) * old_mean + momentum * new.mean, new.mean
+    )
+    var = np.where(
+        old.var_updates > 0, (1 - momentum) * old.var + momentum * batch_var, batch_var
+    )
+    return EmaState(
+        shift,
+        np.where(has_mean, mean, old_mean),
+        np.where(has_var, np.maximum(var, 0.0), old.var),
+        old.mean_updates + has_mean,
+        old.var_updates + has_var,
+        old.weight + new.weight,
+        old.count + count,
+        old.n_rows + X.shape[0],
+    )
+
+
+def state_mean(state: StreamState | EmaState) -> Array:
+    """Mean of the stream; NaN for a feature that has no data yet."""
+    if isinstance(state, EmaState):
+        return np.where(state.mean_updates > 0, state.shift + state.mean, np.nan)
+    m = state.moments
+    return np.where(m.weight > 0, state.shift + m.mean, np.nan)
+
+
+def state_var(state: StreamState | EmaState) -> Array:
+    """Variance of the stream; NaN for a feature that has no data yet.
+
+    Biased (weighted population) variance in the exact and half-life modes;
+    the running unbiased variance in the momentum mode.
+    """
+    if isinstance(state, EmaState):
+        return np.where(state.var_updates > 0, state.var, np.nan)
+    m = state.moments
+    var = _safe_divide(m.m2, m.weight)
+    return np.where(m.weight > 0, np.maximum(var, 0.0), np.nan)

@@ -1,0 +1,99 @@
+"""Input checks shared by the sknorm estimators.
+
+They complete scikit-learn's ``validate_data`` with messages that say what was
+wrong and what to do about it.
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+import scipy.sparse as sp
+from sklearn import get_config
+
+
+def check_sample_weight(sample_weight, n_samples: int) -> np.ndarray | None:
+    """Return ``sample_weight`` as a float64 array of shape (n_samples,), or None.
+
+    Raises
+    ------
+    TypeError
+        If the weights are not numbers.
+    ValueError
+        If the weights have the wrong shape, are negative, NaN or infinite.
+    """
+    if sample_weight is None:
+        return None
+    if isinstance(sample_weight, numbers.Number):
+        return np.full(n_samples, float(sample_weight))
+    try:
+        w = np.asarray(sample_weight)
+    except Exception as exc:  # e.g. ragged lists
+        raise TypeError(
+            f"sample_weight must be a 1-D array of numbers; could not convert it: {exc}"
+        ) from exc
+    if w.dtype.kind not in "biuf":
+        raise TypeError(
+            f"sample_weight must contain real numbers, got dtype {w.dtype}; "
+            "convert it with np.asarray(sample_weight, dtype=float)."
+        )
+    w = w.astype(np.float64, copy=False)
+    if w.ndim != 1:
+        raise ValueError(
+            f"sample_weight must be 1-D of shape ({n_samples},), "
+            f"got shape {w.shape}; pass one weight per row of X."
+        )
+    if w.shape[0] != n_samples:
+        raise ValueError(
+            f"sample_weight has {w.shape[0]} values but X has {n_samples} rows; "
+            "pass one weight per row of X."
+        )
+    if not np.all(np.isfinite(w)):
+        raise ValueError(
+            "sample_weight contains NaN or infinity; weights must be finite "
+            "(use 0 to ignore a row)."
+        )
+    if np.any(w < 0):
+        raise ValueError(
+            "sample_weight contains negative values; weights must be >= 0 "
+            "(use 0 to ignore a row)."
+        )
+    return w
+
+
+def check_no_infinity(X) -> None:
+    """Raise a ValueError naming the features of ``X`` that hold +/-inf.
+
+    NaN is allowed (it marks a missing value). Skipped under
+    ``sklearn.set_config(assume_finite=True)``.
+    """
+    if get_config()["assume_finite"]:
+        return
+    data = X.data if sp.issparse(X) else X
+    # One reduction answers for the common all-finite case.
+    with np.errstate(over="ignore", invalid="ignore"):
+        if np.isfinite(np.sum(data)):
+            return
+    bad = np.isinf(data)
+    if not bad.any():
+        return
+    if sp.issparse(X):
+        columns = np.unique(X.tocoo().col[np.isinf(X.tocoo().data)])
+    else:
+        columns = np.flatnonzero(bad.any(axis=0))
+    shown = ", ".join(str(c) for c in columns[:10]) + (
+        " ..." if columns.size > 10 else ""
+    )
+    raise ValueError(
+        f"Input X contains infinity in feature(s) {shown}. NaN marks a missing "
+        "value and is ignored, but infinite values cannot be normalized: replace "
+        "them with NaN or a finite value (e.g. np.nan_to_num or np.clip) first."
+    )
+
+
+def is_dask_collection(X) -> bool:
+    """True for a dask array or DataFrame, found without importing dask."""
+    return type(X).__module__.split(".")[0] in ("dask", "dask_expr") and hasattr(
+        X, "__dask_graph__"
+    )
