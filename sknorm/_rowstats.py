@@ -1,0 +1,216 @@
+"""Per-sample statistics: the pure math behind layer and group normalization.
+
+Nothing here knows about scikit-learn. A row of ``n_features`` values is cut
+into ``n_groups`` contiguous groups of ``n_features // n_groups`` values; each
+group of each row gets its own mean and (biased) variance, computed in float64
+in two passes (mean, then squared deviations from it), never as
+``E[x**2] - E[x]**2``. NaN marks a missing value: it is left out of the
+statistics of its group and stays NaN in the output. A group with no value at
+all has NaN statistics, so its output is NaN rather than a made-up number.
+
+The normalized value of ``x`` in group ``g`` of a row is
+
+.. math:: z = (x - c_g) / s_g
+
+with the center :math:`c_g` (the group's mean, or 0 without centering) and the
+scale :math:`s_g = \\sqrt{\\sigma_g^2 + \\epsilon}` (1 without scaling, and 1
+where that square root is 0: a constant group with ``eps=0`` is centered, not
+divided by zero).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+from numpy.typing import NDArray
+
+Array = NDArray[np.float64]
+
+__all__ = [
+    "GroupStats",
+    "scale_from_var",
+    "dense_group_moments",
+    "sparse_group_moments",
+    "normalize_dense_groups",
+    "normalize_sparse_groups",
+    "invert_dense_groups",
+    "invert_sparse_groups",
+]
+
+
+class GroupStats(NamedTuple):
+    """What layer or group normalization did to each group of each row.
+
+    Both fields are float64 arrays of shape (n_samples, n_groups):
+    ``center`` is the value subtracted from the group (its mean, or 0 when
+    ``with_mean=False``) and ``scale`` the value it was then divided by
+    (``sqrt(var + eps)``, or 1 when ``with_std=False``). A row is recovered as
+    ``x = z * scale + center``.
+    """
+
+    center: Array
+    scale: Array
+
+
+def scale_from_var(var: Array, eps: float) -> Array:
+    """``sqrt(var + eps)``, with 1.0 where that is 0 (a constant group)."""
+    scale = np.sqrt(var + eps)
+    scale[scale == 0.0] = 1.0
+    return scale
+
+
+def _group_rows(X: NDArray, n_groups: int) -> Array:
+    """A float64 copy of X, viewed as (n_samples, n_groups, group_size)."""
+    n_samples, n_features = X.shape
+    return np.array(X, dtype=np.float64).reshape(
+        n_samples, n_groups, n_features // n_groups
+    )
+
+
+def dense_group_moments(
+    X: NDArray, n_groups: int
+) -> tuple[Array, Array, Array, NDArray[np.bool_] | None]:
+    """Mean and biased variance of each group of each row, NaN-aware.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, n_features), float32 or float64
+        ``n_features`` must be a multiple of ``n_groups``.
+    n_groups : int
+        Number of contiguous groups per row.
+
+    Returns
+    -------
+    mean, var : ndarray of shape (n_samples, n_groups)
+        NaN for a group without any non-NaN value.
+    deviation : ndarray of shape (n_samples, n_groups, group_size)
+        ``x - mean`` in float64, 0 where x is NaN.
+    missing : ndarray of bool, same shape as ``deviation``, or None
+        Where X is NaN; None when nothing is.
+    """
+    d = _group_rows(X, n_groups)
+    missing = np.isnan(d)
+    if missing.any():
+        d[missing] = 0.0
+        count = d.shape[2] - missing.sum(axis=2)
+    else:
+        missing = None
+        count = d.shape[2]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = d.sum(axis=2) / count
+        d -= mean[..., np.newaxis]
+        if missing is not None:
+            d[missing] = 0.0
+        var = np.einsum("ijk,ijk->ij", d, d) / count
+    return mean, var, d, missing
+
+
+def sparse_group_moments(X, n_groups: int) -> tuple[Array, Array, NDArray[np.intp]]:
+    """Mean and biased variance of each group of each row of a CSR matrix.
+
+    Implicit zeros are values; stored NaNs are missing. The squared
+    deviations of the stored values are summed, and each implicit zero adds
+    ``mean**2``.
+
+    Parameters
+    ----------
+    X : scipy.sparse CSR matrix of shape (n_samples, n_features)
+        Canonical (no duplicate entries); ``n_features`` a multiple of
+        ``n_groups``.
+    n_groups : int
+        Number of contiguous groups per row.
+
+    Returns
+    -------
+    mean, var : ndarray of shape (n_samples, n_groups)
+        NaN for a group without any non-NaN value.
+    group_of_entry : ndarray of shape (nnz,)
+        Flat index ``row * n_groups + group`` of every stored entry.
+    """
+    n_samples, n_features = X.shape
+    group_size = n_features // n_groups
+    n_cells = n_samples * n_groups
+    rows = np.repeat(np.arange(n_samples), np.diff(X.indptr))
+    group_of_entry = rows * n_groups + X.indices // group_size
+    data = X.data.astype(np.float64)
+    missing = np.isnan(data)
+    values = np.where(missing, 0.0, data)
+    stored = np.bincount(group_of_entry, minlength=n_cells)
+    count = group_size - np.bincount(group_of_entry, missing, minlength=n_cells)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.bincount(group_of_entry, values, minlength=n_cells) / count
+        deviation = np.where(missing, 0.0, data - mean[group_of_entry])
+        m2 = np.bincount(group_of_entry, deviation * deviation, minlength=n_cells)
+        m2 += (group_size - stored) * mean * mean
+        var = m2 / count
+    shape = (n_samples, n_groups)
+    return mean.reshape(shape), var.reshape(shape), group_of_entry
+
+
+def normalize_dense_groups(
+    X: NDArray, n_groups: int, eps: float, with_mean: bool, with_std: bool
+) -> tuple[Array, GroupStats]:
+    """Center and scale each group of each row of a dense array.
+
+    Returns the result in float64, shape (n_samples, n_features), NaN where X
+    is NaN, and the statistics that were applied.
+    """
+    n_samples, n_features = X.shape
+    shape = (n_samples, n_groups)
+    if not (with_mean or with_std):
+        return np.array(X, dtype=np.float64), GroupStats(
+            np.zeros(shape), np.ones(shape)
+        )
+    mean, var, deviation, missing = dense_group_moments(X, n_groups)
+    if with_mean:
+        z = deviation
+        center = mean
+    else:
+        z = _group_rows(X, n_groups)
+        center = np.zeros(shape)
+    if with_std:
+        scale = scale_from_var(var, eps)
+        z /= scale[..., np.newaxis]
+    else:
+        scale = np.ones(shape)
+    if missing is not None:
+        z[missing] = np.nan
+    return z.reshape(n_samples, n_features), GroupStats(center, scale)
+
+
+def normalize_sparse_groups(X, n_groups: int, eps: float, with_std: bool):
+    """Scale (never center) each group of each row of a CSR matrix.
+
+    Returns a new float64 CSR matrix with the sparsity pattern of X, and the
+    statistics that were applied (center 0).
+    """
+    shape = (X.shape[0], n_groups)
+    X = X.astype(np.float64, copy=True)
+    X.sum_duplicates()
+    if not with_std:
+        return X, GroupStats(np.zeros(shape), np.ones(shape))
+    _, var, group_of_entry = sparse_group_moments(X, n_groups)
+    scale = scale_from_var(var, eps)
+    X.data /= scale.ravel()[group_of_entry]
+    return X, GroupStats(np.zeros(shape), scale)
+
+
+def invert_dense_groups(Z: NDArray, stats: GroupStats) -> Array:
+    """``z * scale + center`` for each group of each row, in float64."""
+    n_samples, n_features = Z.shape
+    x = _group_rows(Z, stats.center.shape[1])
+    x *= stats.scale[..., np.newaxis]
+    x += stats.center[..., np.newaxis]
+    return x.reshape(n_samples, n_features)
+
+
+def invert_sparse_groups(Z, stats: GroupStats):
+    """``z * scale`` for each group of each row of a CSR matrix (center is 0)."""
+    n_groups = stats.scale.shape[1]
+    X = Z.astype(np.float64, copy=True)
+    X.sum_duplicates()
+    rows = np.repeat(np.arange(X.shape[0]), np.diff(X.indptr))
+    group_of_entry = rows * n_groups + X.indices // (X.shape[1] // n_groups)
+    X.data *= stats.scale.ravel()[group_of_entry]
+    return X
