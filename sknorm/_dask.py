@@ -1,0 +1,480 @@
+"""Fit and transform dask collections, with the statistics reduced on the workers.
+
+``BatchNormalizer`` comes here when it is given a ``dask.array.Array`` or a
+``dask.dataframe.DataFrame``. This module is imported only then, and imports
+dask only inside its functions, so sknorm without the ``dask`` extra never
+imports dask.
+
+Fitting builds one task per row block that turns the block into a statistics
+state of O(n_features) (the pure functions of ``_stats``), then combines the
+states: in a tree of pairwise merges for the exact and half-life modes (blocks
+stay in row order, so the half-life merge is the ordered one), and in a chain,
+block after block, for the momentum mode, where every block is one batch. Only
+the final state reaches the client. Transforming maps the fitted normalizer
+over the blocks lazily.
+
+A dask array chunked along the columns is rechunked to one chunk of columns
+before fitting (row chunks are kept): each block then holds whole rows.
+Transforming keeps the input's chunks.
+"""
+
+from __future__ import annotations
+
+import copy
+import numbers
+import warnings
+from typing import NamedTuple
+
+import numpy as np
+from sklearn import config_context, get_config
+from sklearn.utils import check_array
+from sklearn.utils.validation import validate_data
+
+from . import _stats
+from ._batch import _FLOAT_DTYPES
+from ._validation import check_no_infinity, check_sample_weight
+
+# Prefix of the keys of the tasks this module adds to a graph.
+KEY_PREFIX = "sknorm"
+
+
+class BlockSummary(NamedTuple):
+    """What a task returns about the rows it has seen: O(n_features) numbers.
+
+    ``state`` is a ``StreamState`` (exact and half-life modes) or an
+    ``EmaState`` (momentum mode); ``has_weight`` tells whether any of the rows
+    had a positive sample weight.
+    """
+
+    state: _stats.StreamState | _stats.EmaState
+    has_weight: bool
+
+
+# -- fitting ------------------------------------------------------------------
+
+
+def learn_dask(estimator, X, sample_weight, reset: bool, need_weight: bool):
+    """``BatchNormalizer._learn`` for a dask collection: one pass over the data.
+
+    The state is published only once the whole graph has been computed; if
+    anything raises, the estimator is left exactly as it was.
+    """
+    snapshot = dict(estimator.__dict__)
+    try:
+        mode = estimator._mode()
+        X, dtype = _validate_collection(estimator, X, reset=reset)
+        blocks = _row_blocks(X)
+        weights = _weight_blocks(sample_weight, X, len(blocks))
+        if reset:
+            old = estimator._empty_state(mode, X.shape[1])
+        else:
+            old = estimator._state
+            estimator._check_state_matches(old, mode)
+        summary = _reduce_graph(
+            blocks,
+            weights,
+            mode=mode,
+            param=estimator.momentum if mode == "momentum" else estimator.half_life,
+            dtype=dtype,
+            old=old,
+            assume_finite=get_config()["assume_finite"],
+        ).compute()
+        state = summary.state
+        if state.n_rows == (old.n_rows if mode == "momentum" else 0):
+            raise ValueError(
+                "The dask collection has no rows: give fit at least one sample."
+            )
+        if need_weight and not summary.has_weight:
+            raise ValueError(
+                "All sample weights are zero: fit has nothing to learn from. "
+                "Give at least one sample a positive weight."
+            )
+        if mode != "momentum" and not reset:
+            half_life = estimator.half_life if mode == "half_life" else None
+            state = _stats.merge_stream_states(old, state, half_life)
+        estimator._publish(state)
+    except BaseException:
+        estimator.__dict__.clear()
+        estimator.__dict__.update(snapshot)
+        raise
+    return estimator
+
+
+def _validate_collection(estimator, X, reset: bool):
+    """Check X's shape, dtypes and features without computing it.
+
+    Feature counts and names go through ``validate_data`` on an empty stand-in
+    of X, so they are checked (and ``n_features_in_`` and ``feature_names_in_``
+    set) exactly as for in-memory data. Returns X, with one chunk of columns if
+    it is an array, and the float dtype the blocks are converted to.
+    """
+    import dask.array as da
+
+    if isinstance(X, da.Array):
+        if X.ndim != 2:
+            raise ValueError(
+                f"Expected a 2-D dask array of shape (n_samples, n_features), got "
+                f"{X.ndim}-D; reshape it, e.g. X.reshape(-1, 1) for one feature."
+            )
+        if np.isnan(X.shape[1]):
+            raise ValueError(
+                "The dask array has an unknown number of columns; call "
+                "X.compute_chunk_sizes() or build it with known chunks."
+            )
+        if X.dtype.kind not in "biuf":
+            raise TypeError(
+                f"The dask array has dtype {X.dtype}; BatchNormalizer needs real "
+                "numbers. Convert it first, e.g. X.astype(float)."
+            )
+        stand_in = np.empty((0, X.shape[1]), dtype=X.dtype)
+        if X.numblocks[1] > 1:
+            X = X.rechunk({1: -1})
+    elif _is_dask_dataframe(X):
+        stand_in = X._meta
+        bad = [str(c) for c, t in stand_in.dtypes.items() if t.kind not in "biuf"]
+        if bad:
+            shown = ", ".join(bad[:10]) + (" ..." if len(bad) > 10 else "")
+            raise TypeError(
+                f"Columns {shown} of the dask DataFrame are not numeric; "
+                "BatchNormalizer needs real numbers. Drop or encode them first."
+            )
+    else:
+        raise TypeError(
+            f"Expected a 2-D dask array or a dask DataFrame, got {type(X).__name__}; "
+            "for a dask Series, use series.to_frame()."
+        )
+    empty = validate_data(
+        estimator,
+        stand_in,
+        reset=reset,
+        dtype=_FLOAT_DTYPES,
+        ensure_all_finite=False,
+        ensure_min_samples=0,
+    )
+    return X, empty.dtype
+
+
+def _is_dask_dataframe(X) -> bool:
+    try:
+        import dask.dataframe as dd
+    except ImportError:  # dask without its dataframe part (and pandas)
+        return False
+    return isinstance(X, dd.DataFrame)
+
+
+def _is_dask_series(X) -> bool:
+    try:
+        import dask.dataframe as dd
+    except ImportError:
+        return False
+    return isinstance(X, dd.Series)
+
+
+def _row_blocks(X) -> list:
+    """One dask Delayed per row block (array chunk or DataFrame partition)."""
+    import dask.array as da
+
+    if isinstance(X, da.Array):
+        return list(X.to_delayed().ravel())
+    return list(X.to_delayed())
+
+
+def _weight_blocks(sample_weight, X, n_blocks: int) -> list:
+    """``sample_weight`` split like the row blocks of X: Delayed, number or None."""
+    import dask.array as da
+
+    if sample_weight is None or isinstance(sample_weight, numbers.Number):
+        return [sample_weight] * n_blocks
+    if _is_dask_dataframe(sample_weight):
+        raise ValueError(
+            "sample_weight must be 1-D: pass a dask Series or a 1-D dask array, "
+            "not a DataFrame."
+        )
+    if isinstance(sample_weight, da.Array):
+        if sample_weight.ndim != 1:
+            raise ValueError(
+                f"sample_weight must be a 1-D dask array, got {sample_weight.ndim}-D; "
+                "pass one weight per row of X."
+            )
+        if isinstance(X, da.Array):
+            sample_weight = _align_weight_chunks(sample_weight, X.chunks[0])
+        blocks = list(sample_weight.to_delayed().ravel())
+    elif _is_dask_series(sample_weight):
+        blocks = list(sample_weight.to_delayed())
+    else:
+        if not isinstance(X, da.Array) or np.isnan(sum(X.chunks[0])):
+            raise TypeError(
+                "With a dask DataFrame, or a dask array of unknown row chunks, "
+                "pass sample_weight as a dask Series or dask array partitioned "
+                "like the rows of X."
+            )
+        weights = check_sample_weight(sample_weight, X.shape[0])
+        blocks = list(da.from_array(weights, chunks=(X.chunks[0],)).to_delayed())
+    if len(blocks) != n_blocks:
+        raise ValueError(
+            f"sample_weight has {len(blocks)} blocks but X has {n_blocks} row "
+            "blocks; partition sample_weight like the rows of X (for a dask "
+            "DataFrame, take it as a column of the same DataFrame)."
+        )
+    return blocks
+
+
+def _align_weight_chunks(sample_weight, row_chunks: tuple):
+    """Rechunk a dask array of weights to X's row chunks when both are known."""
+    known = not (np.isnan(sum(row_chunks)) or np.isnan(sample_weight.shape[0]))
+    if not known or sample_weight.chunks[0] == row_chunks:
+        return sample_weight
+    if sample_weight.shape[0] != sum(row_chunks):
+        raise ValueError(
+            f"sample_weight has {sample_weight.shape[0]} values but X has "
+            f"{sum(row_chunks)} rows; pass one weight per row of X."
+        )
+    return sample_weight.rechunk((row_chunks,))
+
+
+def _reduce_graph(blocks, weights, *, mode, param, dtype, old, assume_finite):
+    """The Delayed ``BlockSummary`` of all the blocks, in row order."""
+    from dask import delayed
+    from dask.base import tokenize
+
+    token = tokenize(blocks, weights, mode, param, str(dtype), old, assume_finite)
+    n_features = old.shift.shape[0]
+    if mode == "momentum":
+        # Every block is one batch, applied in order: a chain of tasks, each
+        # moving only the O(n_features) state to the next.
+        summary = BlockSummary(old, False)
+        for i, (block, weight) in enumerate(zip(blocks, weights, strict=True)):
+            summary = delayed(_momentum_step, pure=True)(
+                summary,
+                block,
+                weight,
+                param,
+                dtype,
+                n_features,
+                assume_finite,
+                dask_key_name=f"{KEY_PREFIX}-momentum-{token}-{i}",
+            )
+        return summary
+    summaries = [
+        delayed(_block_summary, pure=True)(
+            block,
+            weight,
+            mode,
+            param,
+            dtype,
+            n_features,
+            assume_finite,
+            dask_key_name=f"{KEY_PREFIX}-block-{token}-{i}",
+        )
+        for i, (block, weight) in enumerate(zip(blocks, weights, strict=True))
+    ]
+    level = 0
+    while len(summaries) > 1:
+        # Pairs of neighbours, so that the earlier rows are always on the left.
+        summaries = [
+            delayed(_merge_summaries, pure=True)(
+                *summaries[i : i + 2],
+                param,
+                dask_key_name=f"{KEY_PREFIX}-merge-{token}-{level}-{i // 2}",
+            )
+            if i + 1 < len(summaries)
+            else summaries[i]
+            for i in range(0, len(summaries), 2)
+        ]
+        level += 1
+    return summaries[0]
+
+
+def _block_arrays(block, weight, dtype, n_features: int, assume_finite: bool):
+    """Validate one block (on a worker): a float array and its weights."""
+    X = check_array(block, dtype=dtype, ensure_all_finite=False, ensure_min_samples=0)
+    if X.shape[1] != n_features:
+        raise ValueError(
+            f"A block of X has {X.shape[1]} columns, expected {n_features}."
+        )
+    if weight is not None and not isinstance(weight, numbers.Number):
+        n_weights = np.shape(weight)[0]
+        if n_weights != X.shape[0]:
+            raise ValueError(
+                f"A block of sample_weight has {n_weights} values but the block "
+                f"of X it goes with has {X.shape[0]} rows; partition "
+                "sample_weight like the rows of X."
+            )
+    weight = check_sample_weight(weight, X.shape[0])
+    with config_context(assume_finite=assume_finite):
+        check_no_infinity(X)
+    return X, weight
+
+
+def _has_weight(X: np.ndarray, weight: np.ndarray | None) -> bool:
+    return X.shape[0] > 0 and (weight is None or bool(weight.any()))
+
+
+def _block_summary(
+    block, weight, mode: str, half_life, dtype, n_features: int, assume_finite: bool
+) -> BlockSummary:
+    """The statistics of one block of rows, from an empty stream."""
+    X, weight = _block_arrays(block, weight, dtype, n_features, assume_finite)
+    state = _stats.empty_stream_state(n_features)
+    if X.shape[0]:
+        if mode == "half_life":
+            state = _stats.update_half_life(state, X, half_life, weight)
+        else:
+            state = _stats.update_exact(state, X, weight)
+    return BlockSummary(state, _has_weight(X, weight))
+
+
+def _merge_summaries(old: BlockSummary, new: BlockSummary, half_life) -> BlockSummary:
+    """Combine the summaries of two neighbouring runs of rows, ``old`` first."""
+    state = _stats.merge_stream_states(old.state, new.state, half_life)
+    return BlockSummary(state, old.has_weight or new.has_weight)
+
+
+def _momentum_step(
+    old: BlockSummary,
+    block,
+    weight,
+    momentum: float,
+    dtype,
+    n_features: int,
+    assume_finite: bool,
+) -> BlockSummary:
+    """One block as one momentum batch; an empty block (partition) is skipped."""
+    X, weight = _block_arrays(block, weight, dtype, n_features, assume_finite)
+    if not X.shape[0]:
+        return old
+    state = _stats.update_momentum(old.state, X, momentum, weight)
+    return BlockSummary(state, old.has_weight or _has_weight(X, weight))
+
+
+# -- transforming -------------------------------------------------------------
+
+
+def transform_dask(estimator, X, inverse: bool):
+    """``transform`` or ``inverse_transform`` of a dask collection, lazily.
+
+    Returns a collection of the same kind: a dask array with X's chunks, or a
+    dask DataFrame with X's columns, index and partitions. Nothing is
+    computed; errors found in the data (such as infinity) are raised when the
+    result is computed. The blocks are never modified in place, whatever
+    ``copy``.
+    """
+    import dask.array as da
+
+    if isinstance(X, da.Array):
+        if X.ndim != 2:
+            raise ValueError(
+                f"Expected a 2-D dask array of shape (n_samples, n_features), got "
+                f"{X.ndim}-D; reshape it, e.g. X.reshape(-1, 1) for one feature."
+            )
+        if X.dtype.kind not in "biuf":
+            raise TypeError(
+                f"The dask array has dtype {X.dtype}; BatchNormalizer needs real "
+                "numbers. Convert it first, e.g. X.astype(float)."
+            )
+        stand_in = np.empty((0, X.shape[1]), dtype=X.dtype)
+    elif _is_dask_dataframe(X):
+        stand_in = X._meta
+    else:
+        raise TypeError(
+            f"Expected a 2-D dask array or a dask DataFrame, got {type(X).__name__}; "
+            "for a dask Series, use series.to_frame()."
+        )
+    dtype = validate_data(
+        estimator,
+        stand_in,
+        reset=False,
+        dtype=_FLOAT_DTYPES,
+        ensure_all_finite="allow-nan",
+        ensure_min_samples=0,
+    ).dtype
+    method = "inverse_transform" if inverse else "transform"
+    name = f"{KEY_PREFIX}-{method.replace('_', '-')}"
+    if isinstance(X, da.Array):
+        bounds = np.cumsum((0,) + X.chunks[1])
+        per_chunk = [
+            _column_slice(estimator, start, stop)
+            for start, stop in zip(bounds[:-1], bounds[1:], strict=True)
+        ]
+        return X.map_blocks(
+            _transform_block,
+            per_chunk,
+            method,
+            dtype,
+            dtype=dtype,
+            meta=np.empty((0, 0), dtype=dtype),
+            token=name,
+        )
+    if not inverse and _pandas_output_requested(estimator, stand_in):
+        # scikit-learn's set_output wrapper would build the pandas DataFrame
+        # from the lazy one and lose its index: compute it here, as asked.
+        return transform_dask(
+            copy.deepcopy(estimator).set_output(transform="default"), X, inverse
+        ).compute()
+    meta = stand_in.astype(dtype)
+    return X.map_partitions(
+        _transform_partition,
+        _column_slice(estimator, 0, estimator.n_features_in_),
+        method,
+        dtype,
+        meta=meta,
+        token=name,
+    )
+
+
+def _pandas_output_requested(estimator, stand_in) -> bool:
+    """Whether ``set_output`` (of the estimator, or global) asks for pandas.
+
+    Found by transforming one row of zeros, which goes through the same
+    output wrapper as the real call.
+    """
+    import pandas as pd
+
+    row = pd.DataFrame(np.zeros((1, stand_in.shape[1])), columns=stand_in.columns)
+    with warnings.catch_warnings():
+        # Feature-name warnings were already given for X itself.
+        warnings.simplefilter("ignore", UserWarning)
+        return isinstance(estimator.transform(row), pd.DataFrame)
+
+
+def _column_slice(estimator, start: int, stop: int):
+    """A fitted copy for columns ``start:stop`` that transforms plain arrays.
+
+    It has no feature names (the blocks are arrays), writes its output to
+    NumPy and copies its input: dask blocks must not be modified in place.
+    """
+    n_features = estimator.n_features_in_
+    # A deep copy: set_output below must not change the estimator's config.
+    part = copy.deepcopy(estimator)
+    for key, value in estimator.__dict__.items():
+        if isinstance(value, np.ndarray) and value.shape == (n_features,):
+            setattr(part, key, value[start:stop])
+    part.__dict__.pop("feature_names_in_", None)
+    part.__dict__.pop("_state", None)
+    part.n_features_in_ = int(stop - start)
+    part.copy = True
+    return part.set_output(transform="default")
+
+
+def _transform_block(block, per_chunk, method: str, dtype, block_id=None):
+    """Transform one array block with the copy fitted for its columns."""
+    if block.shape[0] == 0:
+        return np.empty(block.shape, dtype=dtype)
+    return getattr(per_chunk[block_id[1]], method)(block, copy=True)
+
+
+def _transform_partition(partition, part, method: str, dtype):
+    """Transform one DataFrame partition, keeping its index and columns."""
+    import pandas as pd
+
+    # A copy: the partition may be held in memory (persisted) and is not ours.
+    X = check_array(
+        partition,
+        dtype=dtype,
+        ensure_all_finite=False,
+        ensure_min_samples=0,
+        copy=True,
+    )
+    if X.shape[0]:
+        X = getattr(part, method)(X, copy=False)
+    return pd.DataFrame(X, index=partition.index, columns=partition.columns)
