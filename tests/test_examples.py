@@ -23,7 +23,7 @@ EXAMPLES = sorted(EXAMPLES_DIR.glob("*.py"))
 HEADERS = {
     "plot_precision.py": r"method\s+max rel\. error of var_\s+time \(s\)",
     "plot_feature_dominance.py": r"data set\s+model\s+test accuracy\s+epochs to 90%",
-    "plot_streaming_mlp.py": r"model\s+accuracy before drift\s+after drift",
+    "plot_streaming_mlp.py": r"model\s+before drift\s+right after\s+end",
     "plot_modes.py": r"mode\s+mean_ error\s+scale_ error",
 }
 ANY_TABLE_HEADER = r"\S+ {2,}\S+"
