@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from math import isqrt
 from numbers import Integral, Real
 
 import numpy as np
@@ -23,7 +24,8 @@ _FLOAT_DTYPES = (np.float64, np.float32)
 def check_n_groups(n_features: int, n_groups: int) -> None:
     """Raise a ValueError unless ``n_features`` splits into ``n_groups`` groups."""
     if n_features % n_groups:
-        divisors = [d for d in range(1, n_features + 1) if n_features % d == 0]
+        small = [d for d in range(1, isqrt(n_features) + 1) if n_features % d == 0]
+        divisors = sorted({*small, *(n_features // d for d in small)})
         shown = ", ".join(str(d) for d in divisors[:20])
         raise ValueError(
             f"X has n_features={n_features}, which is not divisible by "
