@@ -62,11 +62,11 @@ def learn_dask(estimator, X, sample_weight, reset: bool, need_weight: bool):
     snapshot = dict(estimator.__dict__)
     try:
         mode = estimator._mode()
-        X, dtype = _validate_collection(estimator, X, reset=reset)
+        X, dtype, n_features = _validate_collection(estimator, X, reset=reset)
         blocks = _row_blocks(X)
         weights = _weight_blocks(sample_weight, X, len(blocks))
         if reset:
-            old = estimator._empty_state(mode, X.shape[1])
+            old = estimator._empty_state(mode, n_features)
         else:
             old = estimator._state
             estimator._check_state_matches(old, mode)
@@ -106,7 +106,29 @@ def _validate_collection(estimator, X, reset: bool):
     Feature counts and names go through ``validate_data`` on an empty stand-in
     of X, so they are checked (and ``n_features_in_`` and ``feature_names_in_``
     set) exactly as for in-memory data. Returns X, with one chunk of columns if
-    it is an array, and the float dtype the blocks are converted to.
+    it is an array, the float dtype the blocks are converted to, and the
+    number of features.
+    """
+    import dask.array as da
+
+    empty = validate_data(
+        estimator,
+        _stand_in(X),
+        reset=reset,
+        dtype=_FLOAT_DTYPES,
+        ensure_all_finite=False,
+        ensure_min_samples=0,
+    )
+    if isinstance(X, da.Array) and X.numblocks[1] > 1:
+        X = X.rechunk({1: -1})
+    return X, empty.dtype, empty.shape[1]
+
+
+def _stand_in(X):
+    """An empty NumPy array or pandas DataFrame with X's columns and dtypes.
+
+    Raises for what can be seen without computing X: a collection that is not
+    2-D, an unknown number of columns, non-numeric dtypes.
     """
     import dask.array as da
 
@@ -126,32 +148,21 @@ def _validate_collection(estimator, X, reset: bool):
                 f"The dask array has dtype {X.dtype}; BatchNormalizer needs real "
                 "numbers. Convert it first, e.g. X.astype(float)."
             )
-        stand_in = np.empty((0, X.shape[1]), dtype=X.dtype)
-        if X.numblocks[1] > 1:
-            X = X.rechunk({1: -1})
-    elif _is_dask_dataframe(X):
-        stand_in = X._meta
-        bad = [str(c) for c, t in stand_in.dtypes.items() if t.kind not in "biuf"]
+        return np.empty((0, X.shape[1]), dtype=X.dtype)
+    if _is_dask_dataframe(X):
+        meta = X._meta
+        bad = [str(c) for c, t in meta.dtypes.items() if t.kind not in "biuf"]
         if bad:
             shown = ", ".join(bad[:10]) + (" ..." if len(bad) > 10 else "")
             raise TypeError(
                 f"Columns {shown} of the dask DataFrame are not numeric; "
                 "BatchNormalizer needs real numbers. Drop or encode them first."
             )
-    else:
-        raise TypeError(
-            f"Expected a 2-D dask array or a dask DataFrame, got {type(X).__name__}; "
-            "for a dask Series, use series.to_frame()."
-        )
-    empty = validate_data(
-        estimator,
-        stand_in,
-        reset=reset,
-        dtype=_FLOAT_DTYPES,
-        ensure_all_finite=False,
-        ensure_min_samples=0,
+        return meta
+    raise TypeError(
+        f"Expected a 2-D dask array or a dask DataFrame, got {type(X).__name__}; "
+        "for a dask Series, use series.to_frame()."
     )
-    return X, empty.dtype
 
 
 def _is_dask_dataframe(X) -> bool:
@@ -200,6 +211,17 @@ def _weight_blocks(sample_weight, X, n_blocks: int) -> list:
             sample_weight = _align_weight_chunks(sample_weight, X.chunks[0])
         blocks = list(sample_weight.to_delayed().ravel())
     elif _is_dask_series(sample_weight):
+        if (
+            _is_dask_dataframe(X)
+            and X.known_divisions
+            and sample_weight.known_divisions
+            and tuple(X.divisions) != tuple(sample_weight.divisions)
+        ):
+            raise ValueError(
+                "sample_weight is partitioned differently from X (their "
+                "divisions differ); take it as a column of the same DataFrame, "
+                "or repartition it with divisions=X.divisions."
+            )
         blocks = list(sample_weight.to_delayed())
     else:
         if not isinstance(X, da.Array) or np.isnan(sum(X.chunks[0])):
@@ -361,25 +383,7 @@ def transform_dask(estimator, X, inverse: bool):
     """
     import dask.array as da
 
-    if isinstance(X, da.Array):
-        if X.ndim != 2:
-            raise ValueError(
-                f"Expected a 2-D dask array of shape (n_samples, n_features), got "
-                f"{X.ndim}-D; reshape it, e.g. X.reshape(-1, 1) for one feature."
-            )
-        if X.dtype.kind not in "biuf":
-            raise TypeError(
-                f"The dask array has dtype {X.dtype}; BatchNormalizer needs real "
-                "numbers. Convert it first, e.g. X.astype(float)."
-            )
-        stand_in = np.empty((0, X.shape[1]), dtype=X.dtype)
-    elif _is_dask_dataframe(X):
-        stand_in = X._meta
-    else:
-        raise TypeError(
-            f"Expected a 2-D dask array or a dask DataFrame, got {type(X).__name__}; "
-            "for a dask Series, use series.to_frame()."
-        )
+    stand_in = _stand_in(X)
     dtype = validate_data(
         estimator,
         stand_in,

@@ -11,6 +11,9 @@ import sys
 
 import numpy as np
 import pytest
+import sklearn
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 from sklearn.decomposition import PCA
 from sklearn.pipeline import make_pipeline
 
@@ -156,6 +159,22 @@ def test_fit_array_equals_numpy(mode, weighted, col_chunk):
         mean, var = brute_force(X, w, MODES[mode].get("half_life"))
         np.testing.assert_allclose(norm.mean_, mean, rtol=1e-14)
         np.testing.assert_allclose(norm.var_, var, rtol=1e-10)
+
+
+@settings(max_examples=30)
+@given(
+    sizes=st.lists(st.integers(0, 50), min_size=1, max_size=8),
+    mode=st.sampled_from(["exact", "half_life", "momentum"]),
+    weighted=st.booleans(),
+)
+def test_any_row_chunking_gives_the_numpy_fit(sizes, mode, weighted):
+    assume(sum(sizes) > 0)
+    X, w = make_data(n_rows=sum(sizes), n_features=3, nan_frac=0.2)
+    w = w if weighted else None
+    Xd = da.from_array(X, chunks=(tuple(sizes), 3))
+    wd = None if w is None else da.from_array(w, chunks=(tuple(sizes),))
+    norm = BatchNormalizer(**MODES[mode]).fit(Xd, sample_weight=wd)
+    assert_same_fit(norm, numpy_reference(MODES[mode], X, w, sizes))
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -337,6 +356,14 @@ def test_weight_partitions_must_match_rows():
     assert not hasattr(norm, "_state")
 
 
+def test_weight_series_with_other_divisions():
+    X, w = make_data(n_rows=100, n_features=3)
+    ddf = dd.from_pandas(pd.DataFrame(X), npartitions=4)
+    weights = dd.from_pandas(pd.Series(w, index=np.arange(100) + 7), npartitions=4)
+    with pytest.raises(ValueError, match="divisions differ"):
+        BatchNormalizer().fit(ddf, sample_weight=weights)
+
+
 def test_mode_change_and_object_dtype():
     X, _ = make_data(n_rows=60, n_features=2)
     norm = BatchNormalizer().fit(X)
@@ -404,6 +431,23 @@ def test_set_output_pandas_gives_pandas():
     assert isinstance(out, pd.DataFrame)
     # Also checks that transforming dask input kept the estimator's config.
     pd.testing.assert_frame_equal(out, norm.transform(df))
+
+
+def test_transform_rejects_text_columns_before_computing():
+    norm, df = fitted_on_dataframe()
+    with pytest.raises(TypeError, match="Columns b of the dask DataFrame"):
+        norm.transform(dd.from_pandas(df.assign(b="x"), npartitions=2))
+
+
+def test_set_output_pandas_on_dask_array():
+    X, _ = make_data(n_rows=60, n_features=2)
+    norm = BatchNormalizer().fit(X)
+    with sklearn.config_context(transform_output="pandas"):
+        out = norm.transform(da.from_array(X, chunks=25))
+    assert isinstance(out, pd.DataFrame)
+    assert out.columns.tolist() == ["x0", "x1"]
+    np.testing.assert_array_equal(out.to_numpy(), norm.transform(X))
+    assert isinstance(norm.transform(da.from_array(X, chunks=25)), da.Array)
 
 
 def test_pipeline_on_dask():
