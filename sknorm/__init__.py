@@ -3,6 +3,7 @@
 from ._batch import BatchNormalizer
 from ._layer import GroupNormalizer, LayerNormalizer, invert_group_normalization
 from ._pipeline import StreamingPipeline, make_streaming_pipeline
+from ._robust import RobustNormalizer
 
 __version__ = "0.1.0"
 
@@ -13,5 +14,6 @@ __all__ = [
     "invert_group_normalization",
     "StreamingPipeline",
     "make_streaming_pipeline",
+    "RobustNormalizer",
     "__version__",
 ]

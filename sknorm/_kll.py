@@ -11,8 +11,8 @@ stands for ``2**h`` values of the stream. New values enter level 0. When a
 feature's level ``h`` holds more than ``k`` items (``k`` is the sketch size),
 it is *compacted*: its items are sorted, paired up as (1st, 2nd), (3rd, 4th),
 ... and one item of every pair moves to level ``h + 1`` (the first or the
-second of each pair, by one fair coin per compaction); with an odd count the
-largest item stays. The weighted rank of a value ``x``,
+second of each pair, by a fair coin per compaction and feature); with an odd
+count the largest item stays. The weighted rank of a value ``x``,
 
 .. math:: \hat R(x) = \sum_h 2^h \, \#\{\text{items at level } h \le x\},
 
@@ -48,7 +48,10 @@ the error constant small and every level the same shape for all features.
 Vectorization. Each level is a ``(n_features, width)`` float64 array plus
 per-feature item counts; unused slots hold NaN, which ``np.sort`` moves to
 the end. A compaction sorts one level for all over-full features at once;
-the only Python loops run over levels (about ``log2(n / k)`` of them).
+the only Python loops run over levels (about ``log2(n / k)`` of them). A new
+batch is sorted once and, while it holds at least ``k`` values of every
+feature, compacted on its own (halving a sorted run needs no new sort); that
+is a compaction of at least ``k`` items like any other.
 
 References
 ----------

@@ -1,0 +1,453 @@
+"""RobustNormalizer: median / quantile-range scaling learned from a stream."""
+
+from __future__ import annotations
+
+from numbers import Integral
+
+import numpy as np
+from scipy import stats
+from sklearn.base import BaseEstimator, OneToOneFeatureMixin, TransformerMixin
+from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from . import _kll
+from ._batch import _subtract_mean
+from ._compat import _fit_context, validate_params
+from ._validation import check_no_infinity
+
+_FLOAT_DTYPES = (np.float64, np.float32)
+
+
+class RobustNormalizer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
+    r"""Center on the median and scale by a quantile range, learned from a stream.
+
+    ``transform`` computes, for every feature,
+
+    .. math:: z = (x - \mathrm{median}) / (Q(q_{max}) - Q(q_{min}))
+
+    like :class:`sklearn.preprocessing.RobustScaler`, whose center and scale
+    a few gross outliers cannot move. Unlike ``RobustScaler``, it learns with
+    :meth:`partial_fit`, one mini-batch at a time, in memory that does not
+    grow with the stream, and two normalizers fitted on disjoint data can be
+    combined with :meth:`merge`. The quantiles come from one mergeable
+    quantile sketch per feature (KLL compactors, see Notes): exact while a
+    feature has seen at most ``sketch_size`` values, and within a stated rank
+    error after that.
+
+    Missing values (NaN) are ignored when fitting and kept by ``transform``.
+
+    Parameters
+    ----------
+    quantile_range : tuple (q_min, q_max), 0 <= q_min <= q_max <= 100, \
+            default=(25.0, 75.0)
+        Percentiles of the range used for ``scale_``; the default is the
+        interquartile range.
+    with_centering : bool, default=True
+        If True, subtract the median.
+    with_scaling : bool, default=True
+        If True, divide by the quantile range.
+    unit_variance : bool, default=False
+        If True, divide the scale further by the quantile range of the
+        standard normal distribution, so that normally distributed features
+        end with variance 1. Needs ``0 < q_min < q_max < 100``.
+    sketch_size : int >= 8, default=512
+        Number of items ``k`` each level of a feature's sketch holds. The rank
+        error falls as ``1 / k``; memory and time grow as ``k`` (see Notes).
+    random_state : int, RandomState instance or None, default=None
+        Seeds the fair coins of the sketch compactions, drawn at the first
+        fit. Fix it for reproducible results. When fitting parts of a data
+        set to :meth:`merge` them, give every part a different seed (or
+        None): parts that draw the same coins have correlated errors.
+    copy : bool, default=True
+        If False, ``transform`` and ``inverse_transform`` work in place when
+        the input is a writable array of a float dtype.
+
+    Attributes
+    ----------
+    center_ : ndarray of shape (n_features,) or None
+        Median of each feature, float64; None when ``with_centering=False``.
+        NaN for a feature that has seen no (non-missing) value.
+    scale_ : ndarray of shape (n_features,) or None
+        Quantile range of each feature (divided by the normal distribution's
+        when ``unit_variance=True``), float64; 1.0 for a constant feature, as
+        in ``RobustScaler``; None when ``with_scaling=False``.
+    n_samples_seen_ : int or ndarray of shape (n_features,)
+        Number of samples seen. As in ``StandardScaler``, an int when every
+        feature saw the same number and an int64 array of per-feature counts
+        of non-missing values otherwise.
+    n_features_in_ : int
+        Number of features seen during fit.
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Names of features seen during fit, when X has string column names.
+
+    See Also
+    --------
+    sklearn.preprocessing.RobustScaler : The same statistics, exact, but
+        only from all the data at once (no ``partial_fit``, no merge).
+    BatchNormalizer : Mean and standard deviation, exact when streamed, but
+        moved by outliers.
+
+    Notes
+    -----
+    **Error guarantee.** Each feature's quantiles are read from a sketch
+    (``sknorm._kll``) that keeps at most ``k = sketch_size`` items per level,
+    an item at level ``h`` standing for ``2**h`` values. Let ``n`` be the
+    number of values a feature has seen. While ``n <= k`` every statistic is
+    exact and equals ``RobustScaler``'s (to rounding). After that, a
+    quantile the sketch returns for probability ``q`` is a value whose rank
+    in the data lies within ``eps * n`` of ``q * n`` with probability at
+    least ``1 - delta``, where
+
+    .. math:: \varepsilon = 2 \sqrt{\ln(2 / \delta)} / k
+
+    whatever the stream length, order, batch sizes and merges of disjoint
+    parts (Azuma's inequality over the compactions; see the module
+    ``sknorm._kll``). The error is on the rank, not on the value: the
+    median of a million samples is a value between their 49.1 % and
+    50.9 % quantiles with 99 % confidence at the default size.
+
+    ===========  ===========  ========  ==================================
+    sketch_size  eps at 99 %  measured  values kept per feature, n = 10**6
+                 (guarantee)  (worst)   (bound / measured)
+    ===========  ===========  ========  ==================================
+    128          3.6 %        1.0 %     1,911 / 520
+    512          0.90 %       0.28 %    6,620 / 2,080
+    2048         0.22 %       0.06 %    22,387 / 7,744
+    ===========  ===========  ========  ==================================
+
+    "measured" is the worst rank error over 7 streams of 10**6 rows (normal,
+    Cauchy, a mixture, sorted, reverse-sorted, two with many duplicates), the
+    quartiles and the median, 3 seeds and batches of 1,024 and 50,000 rows.
+
+    Memory is at most ``k * (log2(n / k) + 2)`` values per feature, so
+    ``O(k log(n / k))``. ``center_`` and ``scale_`` are computed from the
+    sketch when first read after an update (a weighted sort of the retained
+    items) and kept until the next one, so :meth:`partial_fit` itself pays
+    only for the sketch update.
+
+    References
+    ----------
+    Z. Karnin, K. Lang, E. Liberty, "Optimal Quantile Approximation in
+    Streams", FOCS 2016.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sknorm import RobustNormalizer
+    >>> norm = RobustNormalizer()
+    >>> norm = norm.partial_fit(np.array([[1.0, -1.0], [2.0, 0.0], [3.0, 1.0]]))
+    >>> norm = norm.partial_fit(np.array([[4.0, 1000.0], [5.0, 2.0]]))
+    >>> norm.n_samples_seen_
+    5
+    >>> norm.center_.tolist(), norm.scale_.tolist()
+    ([3.0, 1.0], [2.0, 2.0])
+    >>> norm.transform([[5.0, 1000.0]]).tolist()
+    [[1.0, 499.5]]
+    """
+
+    _parameter_constraints: dict = {
+        "quantile_range": [tuple],
+        "with_centering": ["boolean"],
+        "with_scaling": ["boolean"],
+        "unit_variance": ["boolean"],
+        "sketch_size": [Interval(Integral, 8, None, closed="left")],
+        "random_state": ["random_state"],
+        "copy": ["boolean"],
+    }
+
+    def __init__(
+        self,
+        *,
+        quantile_range=(25.0, 75.0),
+        with_centering=True,
+        with_scaling=True,
+        unit_variance=False,
+        sketch_size=512,
+        random_state=None,
+        copy=True,
+    ):
+        self.quantile_range = quantile_range
+        self.with_centering = with_centering
+        self.with_scaling = with_scaling
+        self.unit_variance = unit_variance
+        self.sketch_size = sketch_size
+        self.random_state = random_state
+        self.copy = copy
+
+    # -- fitting ------------------------------------------------------------
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y=None):
+        """Sketch the quantiles of X, forgetting earlier data.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            The data. NaN marks a missing value.
+        y : None
+            Ignored.
+
+        Returns
+        -------
+        self : RobustNormalizer
+            Fitted normalizer.
+        """
+        return self._learn(X, reset=True)
+
+    def partial_fit(self, X, y=None):
+        """Update the quantile sketches with one batch.
+
+        If it raises, the fitted state is left exactly as it was.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            The batch. NaN marks a missing value.
+        y : None
+            Ignored.
+
+        Returns
+        -------
+        self : RobustNormalizer
+            Updated normalizer.
+        """
+        first_call = not hasattr(self, "_sketch")
+        if first_call:
+            validate_params(self)
+        return self._learn(X, reset=first_call)
+
+    def _learn(self, X, reset):
+        snapshot = dict(self.__dict__)
+        try:
+            settings = self._statistics_settings()
+            X = validate_data(
+                self,
+                X,
+                reset=reset,
+                dtype=_FLOAT_DTYPES,
+                ensure_all_finite=False,
+                ensure_min_samples=1,
+            )
+            check_no_infinity(X)
+            if reset:
+                seed = check_random_state(self.random_state).randint(2**31 - 1)
+                old = _kll.empty_sketch(
+                    X.shape[1], self.sketch_size, np.random.default_rng(seed)
+                )
+            else:
+                old = self._sketch
+                if old.k != self.sketch_size:
+                    raise ValueError(
+                        f"sketch_size changed from {old.k} to {self.sketch_size} "
+                        "after fitting started; call fit to restart, or keep "
+                        "the sketch size of the stream."
+                    )
+            self._publish(_kll.update_sketch(old, X), settings)
+        except BaseException:
+            # Nothing is lost: validate_data may already have set attributes.
+            self.__dict__.clear()
+            self.__dict__.update(snapshot)
+            raise
+        return self
+
+    def _statistics_settings(self) -> dict:
+        """The parameters that turn quantiles into center_ and scale_, checked."""
+        try:
+            q_min, q_max = (float(q) for q in self.quantile_range)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(
+                "quantile_range must be a pair of numbers (q_min, q_max), got "
+                f"{self.quantile_range!r}."
+            ) from exc
+        if not 0 <= q_min <= q_max <= 100:
+            raise ValueError(
+                f"Invalid quantile_range {self.quantile_range!r}: need "
+                "0 <= q_min <= q_max <= 100, in percent (e.g. (25.0, 75.0))."
+            )
+        if self.unit_variance and not 0 < q_min < q_max < 100:
+            raise ValueError(
+                f"unit_variance=True needs 0 < q_min < q_max < 100, got "
+                f"quantile_range={self.quantile_range!r}: the normal "
+                "distribution's quantile range would be 0 or infinite."
+            )
+        return {
+            "q_min": q_min,
+            "q_max": q_max,
+            "with_centering": bool(self.with_centering),
+            "with_scaling": bool(self.with_scaling),
+            "unit_variance": bool(self.unit_variance),
+        }
+
+    def _publish(self, sketch, settings):
+        """Set the fitted state from a sketch; center_ and scale_ follow lazily."""
+        count = _kll.sketch_counts(sketch)
+        self.n_samples_seen_ = (
+            int(count[0]) if count.size and np.all(count == count[0]) else count
+        )
+        self._sketch = sketch
+        # Filled by _statistics on first use; a new dict for every new sketch.
+        self._statistics_cache = {"settings": settings}
+
+    def _statistics(self):
+        """(center, scale) from the current sketch, computed once per update."""
+        cache = self.__dict__.get("_statistics_cache")
+        if cache is None:
+            raise AttributeError(
+                f"This {type(self).__name__} has no statistics yet: call fit or "
+                "partial_fit first."
+            )
+        if "center" not in cache:
+            settings = cache["settings"]
+            q_min, q_max = settings["q_min"], settings["q_max"]
+            # Divided by 100 as np.nanpercentile does, for identical results.
+            low, median, high = _kll.sketch_quantiles(
+                self._sketch, np.array([q_min, 50.0, q_max]) / 100
+            )
+            center = median if settings["with_centering"] else None
+            scale = None
+            if settings["with_scaling"]:
+                scale = high - low
+                # As RobustScaler: near-zero ranges (constant features) -> 1.
+                scale[scale < 10 * np.finfo(scale.dtype).eps] = 1.0
+                if settings["unit_variance"]:
+                    normal = stats.norm.ppf(q_max / 100.0) - stats.norm.ppf(
+                        q_min / 100.0
+                    )
+                    scale = scale / normal
+            cache["center"], cache["scale"] = center, scale
+        return cache["center"], cache["scale"]
+
+    @property
+    def center_(self):
+        """Median of each feature (see the class docstring)."""
+        return self._statistics()[0]
+
+    @property
+    def scale_(self):
+        """Quantile range of each feature (see the class docstring)."""
+        return self._statistics()[1]
+
+    def merge(self, other):
+        """Combine with a normalizer fitted on disjoint data; return self.
+
+        Afterwards ``self`` holds the sketches of the union, with the same
+        rank-error guarantee as one normalizer streamed over all the data
+        (see Notes of the class). Merges can be done in any order or tree.
+
+        Parameters
+        ----------
+        other : RobustNormalizer
+            Fitted on data disjoint from ``self``'s, with the same parameters
+            (``copy`` and ``random_state`` may differ) and features.
+
+        Returns
+        -------
+        self : RobustNormalizer
+            The merged normalizer.
+        """
+        check_is_fitted(self)
+        if not isinstance(other, RobustNormalizer):
+            raise TypeError(
+                f"merge expects a fitted RobustNormalizer, got {type(other).__name__}."
+            )
+        check_is_fitted(other)
+        ignored = ("copy", "random_state")
+        ours = {k: v for k, v in self.get_params().items() if k not in ignored}
+        theirs = {k: v for k, v in other.get_params().items() if k not in ignored}
+        if ours != theirs:
+            raise ValueError(
+                f"Cannot merge normalizers with different parameters: {ours} vs "
+                f"{theirs}."
+            )
+        if self.n_features_in_ != other.n_features_in_:
+            raise ValueError(
+                f"Cannot merge: self has {self.n_features_in_} features, other has "
+                f"{other.n_features_in_}."
+            )
+        names_self = getattr(self, "feature_names_in_", None)
+        names_other = getattr(other, "feature_names_in_", None)
+        if (names_self is None) != (names_other is None) or (
+            names_self is not None and not np.array_equal(names_self, names_other)
+        ):
+            raise ValueError(
+                "Cannot merge: the two normalizers were fitted on different "
+                "feature names."
+            )
+        if self._sketch.k != other._sketch.k:
+            raise ValueError(
+                f"Cannot merge: the sketches have sizes {self._sketch.k} and "
+                f"{other._sketch.k}; refit one of them with the other's "
+                "sketch_size."
+            )
+        settings = self._statistics_settings()
+        self._publish(_kll.merge_sketches(self._sketch, other._sketch), settings)
+        return self
+
+    # -- transforming --------------------------------------------------------
+
+    def transform(self, X, copy=None):
+        """Center and scale X with the current statistics.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            The data. NaN is kept as NaN.
+        copy : bool, default=None
+            Copy X first; defaults to the ``copy`` parameter.
+
+        Returns
+        -------
+        X_tr : ndarray of shape (n_samples, n_features)
+            Normalized data, of the input's float dtype (float32 stays
+            float32; integers become float64).
+        """
+        check_is_fitted(self)
+        X = self._validate_for_transform(X, copy)
+        center, scale = self._statistics()
+        if center is not None:
+            _subtract_mean(X, center)
+        if scale is not None:
+            X /= scale.astype(X.dtype)
+        return X
+
+    def inverse_transform(self, X, copy=None):
+        """Undo ``transform``: scale back, then add the center.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Normalized data.
+        copy : bool, default=None
+            Copy X first; defaults to the ``copy`` parameter.
+
+        Returns
+        -------
+        X_original : ndarray of shape (n_samples, n_features)
+            Data in the original units.
+        """
+        check_is_fitted(self)
+        X = self._validate_for_transform(X, copy)
+        center, scale = self._statistics()
+        if scale is not None:
+            X *= scale.astype(X.dtype)
+        if center is not None:
+            _subtract_mean(X, -center)
+        return X
+
+    def _validate_for_transform(self, X, copy):
+        return validate_data(
+            self,
+            X,
+            reset=False,
+            copy=self.copy if copy is None else copy,
+            dtype=_FLOAT_DTYPES,
+            force_writeable=True,
+            ensure_all_finite="allow-nan",
+        )
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = True
+        tags.transformer_tags.preserves_dtype = ["float64", "float32"]
+        return tags
