@@ -267,6 +267,18 @@ def test_failing_partial_fit_leaves_every_step_as_it_was():
     assert_array_equal(pipe.predict_proba(X), before.predict_proba(X))
 
 
+def test_step_that_cannot_be_pickled_is_restored_too():
+    pipe = make_streaming_pipeline(BatchNormalizer(), SGDClassifier(random_state=0))
+    first, (X, y) = list(batches(2))
+    pipe.partial_fit(*first, classes=[0, 1])
+    mean = pipe[0].mean_.copy()
+    pipe[0].callback_ = lambda: "kept"  # lambdas cannot be pickled
+    with pytest.raises(ValueError, match="classes should include all valid"):
+        pipe.partial_fit(X, np.full_like(y, 7))
+    assert_array_equal(pipe[0].mean_, mean)
+    assert pipe[0].callback_() == "kept"
+
+
 def test_failing_fit_leaves_every_step_as_it_was():
     pipe = make_streaming_pipeline(BatchNormalizer(), SGDClassifier(random_state=0))
     X, y = next(batches())
