@@ -392,6 +392,13 @@ def transform_dask(estimator, X, inverse: bool):
         ensure_all_finite="allow-nan",
         ensure_min_samples=0,
     ).dtype
+    if not inverse and _container_requested(estimator, stand_in):
+        # set_output asks for an in-memory pandas or polars DataFrame, which
+        # scikit-learn's wrapper cannot build from a lazy collection (pandas
+        # would drop the index, polars refuses it): compute the result here,
+        # as a NumPy array or pandas DataFrame, and let the wrapper convert it.
+        lazy = copy.deepcopy(estimator).set_output(transform="default")
+        return transform_dask(lazy, X, inverse).compute()
     method = "inverse_transform" if inverse else "transform"
     name = f"{KEY_PREFIX}-{method.replace('_', '-')}"
     if isinstance(X, da.Array):
@@ -409,12 +416,6 @@ def transform_dask(estimator, X, inverse: bool):
             meta=np.empty((0, 0), dtype=dtype),
             token=name,
         )
-    if not inverse and _pandas_output_requested(estimator, stand_in):
-        # scikit-learn's set_output wrapper would build the pandas DataFrame
-        # from the lazy one and lose its index: compute it here, as asked.
-        return transform_dask(
-            copy.deepcopy(estimator).set_output(transform="default"), X, inverse
-        ).compute()
     meta = stand_in.astype(dtype)
     return X.map_partitions(
         _transform_partition,
@@ -426,19 +427,22 @@ def transform_dask(estimator, X, inverse: bool):
     )
 
 
-def _pandas_output_requested(estimator, stand_in) -> bool:
-    """Whether ``set_output`` (of the estimator, or global) asks for pandas.
+def _container_requested(estimator, stand_in) -> bool:
+    """Whether ``set_output`` (the estimator's or the global one) asks for a
+    pandas or polars DataFrame rather than the default output.
 
     Found by transforming one row of zeros, which goes through the same
     output wrapper as the real call.
     """
-    import pandas as pd
-
-    row = pd.DataFrame(np.zeros((1, stand_in.shape[1])), columns=stand_in.columns)
+    shape = (1, stand_in.shape[1])
+    if isinstance(stand_in, np.ndarray):
+        row = np.zeros(shape, dtype=stand_in.dtype)
+    else:
+        row = type(stand_in)(np.zeros(shape), columns=stand_in.columns)
     with warnings.catch_warnings():
         # Feature-name warnings were already given for X itself.
         warnings.simplefilter("ignore", UserWarning)
-        return isinstance(estimator.transform(row), pd.DataFrame)
+        return not isinstance(estimator.transform(row), np.ndarray)
 
 
 def _column_slice(estimator, start: int, stop: int):

@@ -450,6 +450,27 @@ def test_set_output_pandas_on_dask_array():
     assert isinstance(norm.transform(da.from_array(X, chunks=25)), da.Array)
 
 
+@pytest.mark.parametrize("kind", ["array", "dataframe"])
+def test_set_output_polars(kind):
+    pl = pytest.importorskip("polars", reason="polars is not installed")
+    X, _ = make_data(n_rows=60, n_features=2)
+    df = pd.DataFrame(X, columns=["a", "b"])
+    norm = BatchNormalizer().fit(df if kind == "dataframe" else X)
+    norm.set_output(transform="polars")
+    lazy_input = (
+        dd.from_pandas(df, npartitions=2)
+        if kind == "dataframe"
+        else da.from_array(X, chunks=25)
+    )
+    out = norm.transform(lazy_input)
+    assert isinstance(out, pl.DataFrame)
+    assert out.columns == (["a", "b"] if kind == "dataframe" else ["x0", "x1"])
+    eager_input = df if kind == "dataframe" else X
+    np.testing.assert_array_equal(
+        out.to_numpy(), norm.set_output(transform="default").transform(eager_input)
+    )
+
+
 def test_pipeline_on_dask():
     X, _ = make_data(n_rows=300, n_features=4, nan_frac=0.0)
     Xd = da.from_array(X, chunks=(100, 4))
@@ -469,6 +490,36 @@ def test_pipeline_on_dask():
     np.testing.assert_allclose(
         np.abs(pca.fit_transform(Xd)), np.abs(ref.fit_transform(X)), rtol=1e-9
     )
+
+
+def test_streaming_pipeline_on_dask_batches():
+    from sklearn.linear_model import SGDRegressor
+
+    from sknorm import make_streaming_pipeline
+
+    X, _ = make_data(n_rows=300, n_features=4, nan_frac=0.0)
+    y = X @ np.arange(1.0, 5.0) - 1e7
+
+    def pipeline():
+        return make_streaming_pipeline(
+            BatchNormalizer(),
+            BatchNormalizer(with_mean=False),
+            SGDRegressor(random_state=0),
+        )
+
+    on_dask, on_numpy = pipeline(), pipeline()
+    for start in (0, 150):
+        batch = slice(start, start + 150)
+        Xd = da.from_array(X[batch], chunks=50)
+        on_dask.partial_fit(Xd, da.from_array(y[batch], chunks=50))
+        on_numpy.partial_fit(X[batch], y[batch])
+    for name in ("mean_", "var_"):
+        np.testing.assert_allclose(
+            getattr(on_dask[0], name), getattr(on_numpy[0], name), rtol=1e-12
+        )
+    np.testing.assert_allclose(on_dask[1].var_, on_numpy[1].var_, rtol=1e-12)
+    np.testing.assert_allclose(on_dask[-1].coef_, on_numpy[-1].coef_, rtol=1e-9)
+    assert isinstance(on_dask[:-1].transform(da.from_array(X, chunks=100)), da.Array)
 
 
 # -- on a two-process LocalCluster --------------------------------------------
