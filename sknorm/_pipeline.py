@@ -280,6 +280,12 @@ class StreamingPipeline(Pipeline):
                 "make_streaming_pipeline(*estimators) to name them automatically."
             )
         names = [name for name, _ in steps]
+        bad = [name for name in names if not isinstance(name, str) or "__" in name]
+        if bad:
+            raise ValueError(
+                f"Step names must be strings without '__' (it separates a step "
+                f"from its parameter); got {bad}."
+            )
         repeated = sorted(name for name, count in Counter(names).items() if count > 1)
         if repeated:
             raise ValueError(f"Step names must be unique; repeated: {repeated}.")

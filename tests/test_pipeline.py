@@ -4,6 +4,7 @@ import copy
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 from numpy.testing import assert_allclose, assert_array_equal
 from sklearn.base import clone
 from sklearn.datasets import make_classification
@@ -369,6 +370,35 @@ def test_verbose_reports_each_step(capsys):
     assert "(step 2 of 3) partial_fit functiontransformer (as is)" in out
 
 
+def test_dataframe_in_and_out():
+    pd = pytest.importorskip("pandas")
+    X, y = next(batches())
+    frame = pd.DataFrame(X, columns=["small", "medium", "large"])
+    pipe = make_streaming_pipeline(BatchNormalizer(), BatchNormalizer(momentum=0.5))
+    pipe.set_output(transform="pandas")
+    pipe.partial_fit(frame)
+    assert_array_equal(pipe.feature_names_in_, ["small", "medium", "large"])
+    out = pipe.transform(frame)
+    assert list(out.columns) == ["small", "medium", "large"]
+    lone = BatchNormalizer().partial_fit(X)
+    Z = lone.transform(X)
+    assert_array_equal(
+        out.to_numpy(), BatchNormalizer(momentum=0.5).fit(Z).transform(Z)
+    )
+
+
+def test_sparse_batches_stream_through():
+    pipe = make_streaming_pipeline(
+        BatchNormalizer(with_mean=False), SGDRegressor(random_state=0)
+    )
+    lone = BatchNormalizer(with_mean=False)
+    for X, y in batches():
+        X = sp.csr_matrix(np.where(X > X.mean(axis=0), X, 0.0))
+        pipe.partial_fit(X, y)
+        lone.partial_fit(X)
+    assert_array_equal(pipe[0].var_, lone.var_)
+
+
 # -- steps --------------------------------------------------------------------
 
 
@@ -388,6 +418,11 @@ def test_make_streaming_pipeline_names_steps_as_make_pipeline():
             [("a", BatchNormalizer()), ("a", BatchNormalizer())],
             ValueError,
             r"unique; repeated: \['a'\]",
+        ),
+        (
+            [("norm__1", BatchNormalizer()), ("model", SGDRegressor())],
+            ValueError,
+            r"strings without '__'.*\['norm__1'\]",
         ),
         (
             [("model", SGDRegressor()), ("norm", BatchNormalizer())],
