@@ -5,6 +5,7 @@ import copy
 import numpy as np
 import pytest
 import scipy.sparse as sp
+import sklearn
 from numpy.testing import assert_allclose, assert_array_equal
 from sklearn.base import clone
 from sklearn.datasets import make_classification
@@ -216,6 +217,15 @@ def test_step_params_and_final_params_are_routed():
     assert_array_equal(pipe[0].mean_, norm.mean_)
     assert_array_equal(pipe[0].var_, norm.var_)
     assert_array_equal(pipe[-1].coef_, clf.coef_)
+
+
+def test_routing_is_the_same_with_metadata_routing_enabled():
+    X, y = next(batches())
+    w = np.random.default_rng(9).uniform(0.0, 2.0, size=X.shape[0])
+    pipe = make_streaming_pipeline(BatchNormalizer(), SGDClassifier(random_state=0))
+    with sklearn.config_context(enable_metadata_routing=True):
+        pipe.partial_fit(X, y, classes=[0, 1], batchnormalizer__sample_weight=w)
+    assert_allclose(pipe[0].mean_, np.average(X, axis=0, weights=w), rtol=1e-13)
 
 
 def test_unprefixed_params_go_to_the_final_step_only():
