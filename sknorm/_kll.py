@@ -216,34 +216,43 @@ def sketch_quantiles(sketch: QuantileSketch, q: NDArray) -> Array:
     """
     q = np.atleast_1d(np.asarray(q, dtype=np.float64))
     n_features = sketch.counts.shape[1]
+    out = np.full((q.size, n_features), np.nan)
     values = np.concatenate(sketch.levels, axis=1)
+    width = values.shape[1]
+    if width == 0:
+        return out
     weights = np.concatenate(
         [
             np.full(level.shape[1], 1 << h, dtype=np.int64)
             for h, level in enumerate(sketch.levels)
         ]
     )
-    out = np.full((q.size, n_features), np.nan)
-    if values.shape[1] == 0:
-        return out
     order = np.argsort(values, axis=1)
-    values = np.take_along_axis(values, order, axis=1)
-    weights = np.where(np.isnan(values), 0, weights[order])
+    row_start = np.arange(n_features) * width
+    flat_order = (order + row_start[:, None]).ravel()
+    values = values.ravel()[flat_order].reshape(n_features, width)
+    weights = weights[order]
+    if np.isnan(values[:, -1]).any():  # NaN padding, sorted last, weighs 0
+        weights[np.isnan(values)] = 0
     cumulative = np.cumsum(weights, axis=1)
     n = cumulative[:, -1]
-    seen = n > 0
-    rows = np.arange(n_features)
-    for i, p in enumerate(q):
-        virtual = (n - 1) * p
-        below = np.floor(virtual)
-        gamma = virtual - below
-        above = np.minimum(below + 1, n - 1)
-        # Item holding the j-th (0-based) value of the expanded multiset.
-        a = values[rows, _item_index(cumulative, below)]
-        b = values[rows, _item_index(cumulative, above)]
-        diff = b - a
-        lerp = np.where(gamma >= 0.5, b - diff * (1 - gamma), a + diff * gamma)
-        out[i] = np.where(seen, lerp, np.nan)
+    # Positions (0-based) in the multiset where each item counts w times.
+    virtual = (n - 1) * q[:, None]
+    below = np.floor(virtual)
+    gamma = virtual - below
+    above = np.minimum(below + 1, n - 1)
+    # The item holding position j is the first whose cumulative weight
+    # exceeds j: one searchsorted over all rows, made one increasing sequence
+    # by offsetting row f by f * (max(n) + 1).
+    offset = np.arange(n_features, dtype=np.int64) * (int(n.max()) + 1)
+    flat = (cumulative + offset[:, None]).ravel()
+    positions = np.stack([below, above]).astype(np.int64)
+    index = np.searchsorted(flat, positions + offset, side="right")
+    index = np.minimum(index, row_start + width - 1)
+    a, b = values.ravel()[index]
+    diff = b - a
+    lerp = np.where(gamma >= 0.5, b - diff * (1 - gamma), a + diff * gamma)
+    out[:, n > 0] = lerp[:, n > 0]
     return out
 
 
@@ -272,12 +281,6 @@ def _copy_rng(rng: np.random.Generator) -> np.random.Generator:
     twin = np.random.Generator(type(rng.bit_generator)(0))
     twin.bit_generator.state = rng.bit_generator.state
     return twin
-
-
-def _item_index(cumulative: NDArray[np.int64], j: NDArray) -> NDArray[np.intp]:
-    """Per row, the first item whose cumulative weight exceeds ``j``."""
-    index = (cumulative <= j[:, None]).sum(axis=1)
-    return np.minimum(index, cumulative.shape[1] - 1)
 
 
 def _halve(
