@@ -12,8 +12,8 @@ three data sets:
   [100, 10000]; the class is ``(a > 3) XOR (b > 5050)``, so both matter;
 - ``digits, rescaled``: ``load_digits`` with each of the 64 pixels multiplied
   by its own factor between 0.1 and 10000;
-- ``breast cancer``: ``load_breast_cancer`` as it is (features range from
-  0.001 to 4000).
+- ``breast cancer``: ``load_breast_cancer`` as it is (the largest value of
+  a feature ranges from 0.03 to 4254).
 
 Three models are compared: the MLP alone, the MLP behind a ``BatchNormalizer``
 that learns its statistics from the same mini-batches
