@@ -73,7 +73,7 @@ except ImportError:
 if plt is not None:
     fig, ax = plt.subplots(figsize=(6, 4))
     for name in ("StandardScaler", "BatchNormalizer"):
-        rows, errs = zip(*results[name][2])
+        rows, errs = zip(*results[name][2], strict=True)
         ax.loglog(rows, np.maximum(errs, 1e-17), label=f"{name}.partial_fit")
     ax.set_xlabel("rows streamed")
     ax.set_ylabel("max relative error of var_")
