@@ -542,6 +542,18 @@ class TaskSizes(SchedulerPlugin):
             self.sizes[str(key)] = ts.nbytes
 
 
+def clear_task_sizes(client):
+    client.run_on_scheduler(
+        lambda dask_scheduler: dask_scheduler.plugins[TaskSizes.name].sizes.clear()
+    )
+
+
+def task_sizes(client):
+    return client.run_on_scheduler(
+        lambda dask_scheduler: dict(dask_scheduler.plugins[TaskSizes.name].sizes)
+    )
+
+
 @pytest.fixture(scope="module")
 def cluster():
     with (
@@ -566,8 +578,11 @@ def test_cluster_fit_and_transform_equal_numpy(cluster, mode):
     wd = da.from_array(w, chunks=250)
     norm = BatchNormalizer(**MODES[mode]).fit(Xd, sample_weight=wd)
     assert_same_fit(norm, numpy_reference(MODES[mode], X, w, chunks))
+    clear_task_sizes(cluster)
     Z = norm.transform(Xd)
+    assert task_sizes(cluster) == {}  # lazy: nothing ran on the cluster
     np.testing.assert_allclose(Z.compute(), norm.transform(X), rtol=1e-12)
+    assert any("sknorm-transform" in key for key in task_sizes(cluster))
     ddf = dd.from_dask_array(Xd, columns=list("abcde"))
     norm = BatchNormalizer(**MODES[mode]).fit(ddf, sample_weight=wd)
     assert_same_fit(norm, numpy_reference(MODES[mode], X, w, chunks))
@@ -578,13 +593,9 @@ def test_cluster_moves_only_states(cluster):
     Xd = da.random.default_rng(0).standard_normal(
         (n_rows, n_features), chunks=(5_000, n_features)
     )
-    cluster.run_on_scheduler(
-        lambda dask_scheduler: dask_scheduler.plugins["sknorm-task-sizes"].sizes.clear()
-    )
+    clear_task_sizes(cluster)
     norm = BatchNormalizer().fit(Xd)
-    sizes = cluster.run_on_scheduler(
-        lambda dask_scheduler: dict(dask_scheduler.plugins["sknorm-task-sizes"].sizes)
-    )
+    sizes = task_sizes(cluster)
     ours = {k: v for k, v in sizes.items() if k.startswith("sknorm-")}
     data = {k: v for k, v in sizes.items() if not k.startswith("sknorm-")}
     assert len(ours) == 8 + 7  # block summaries and tree merges
