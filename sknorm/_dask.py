@@ -148,6 +148,13 @@ def _stand_in(X):
                 f"The dask array has dtype {X.dtype}; BatchNormalizer needs real "
                 "numbers. Convert it first, e.g. X.astype(float)."
             )
+        if not isinstance(X._meta, np.ndarray):
+            raise TypeError(
+                f"The dask array has blocks of type {type(X._meta).__name__}; "
+                "BatchNormalizer takes dask arrays of NumPy blocks. Convert the "
+                "blocks first, e.g. X.map_blocks(lambda b: b.toarray()) for "
+                "sparse ones."
+            )
         return np.empty((0, X.shape[1]), dtype=X.dtype)
     if _is_dask_dataframe(X):
         meta = X._meta

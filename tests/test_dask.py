@@ -11,6 +11,7 @@ import sys
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 import sklearn
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
@@ -362,6 +363,16 @@ def test_weight_series_with_other_divisions():
     weights = dd.from_pandas(pd.Series(w, index=np.arange(100) + 7), npartitions=4)
     with pytest.raises(ValueError, match="divisions differ"):
         BatchNormalizer().fit(ddf, sample_weight=weights)
+
+
+def test_sparse_blocks_are_rejected_before_computing():
+    X = da.from_array(np.eye(6), chunks=3).map_blocks(
+        sp.csr_matrix, meta=sp.csr_matrix((0, 0))
+    )
+    norm = BatchNormalizer(with_mean=False)
+    with CountComputes() as cb, pytest.raises(TypeError, match="blocks of type"):
+        norm.fit(X)
+    assert cb.computes == 0 and not hasattr(norm, "n_features_in_")
 
 
 def test_mode_change_and_object_dtype():
