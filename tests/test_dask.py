@@ -205,6 +205,18 @@ def test_fit_dataframe_nullable_float32_and_empty_partitions():
     ref = BatchNormalizer().fit(expected)
     assert_same_fit(norm, ref)
     assert norm.n_samples_seen_[3] == np.count_nonzero(~np.isnan(expected[:, 3]))
+    out = norm.transform(ddf).compute()
+    assert out.dtypes.tolist() == [np.dtype(np.float64)] * 4
+    pd.testing.assert_index_equal(out.index, df.index[120:])
+    np.testing.assert_allclose(
+        out.to_numpy(), ref.transform(expected), rtol=1e-12, equal_nan=True
+    )
+    only_float32 = dd.from_pandas(df[["a", "b"]], npartitions=3)
+    norm32 = BatchNormalizer().fit(only_float32)
+    assert (
+        norm32.transform(only_float32).compute().dtypes.tolist()
+        == [np.dtype(np.float32)] * 2
+    )
 
 
 def test_fit_unknown_chunk_sizes():
