@@ -11,8 +11,8 @@ stands for ``2**h`` values of the stream. New values enter level 0. When a
 feature's level ``h`` holds more than ``k`` items (``k`` is the sketch size),
 it is *compacted*: its items are sorted, paired up as (1st, 2nd), (3rd, 4th),
 ... and one item of every pair moves to level ``h + 1`` (the first or the
-second of each pair, by a fair coin per compaction and feature); with an odd
-count the largest item stays. The weighted rank of a value ``x``,
+second of each pair, by a fair coin per compaction); with an odd count the
+largest item stays. The weighted rank of a value ``x``,
 
 .. math:: \hat R(x) = \sum_h 2^h \, \#\{\text{items at level } h \le x\},
 
@@ -163,7 +163,7 @@ def update_sketch(old: QuantileSketch, X: NDArray) -> QuantileSketch:
     # A large sorted batch is compacted on its own first (no sort needed, its
     # halves stay sorted): each such compaction is a compaction of level-h
     # items like any other, so the error analysis is unchanged.
-    while run_count.min() >= k:
+    while run.shape[1] >= k and int(run_count.min()) >= k:
         kept, pairs, leftover, odd = _halve(run, run_count, rng)
         _add_items(levels, counts, h, leftover, odd)
         run, run_count = kept, pairs
@@ -190,8 +190,7 @@ def merge_sketches(old: QuantileSketch, new: QuantileSketch) -> QuantileSketch:
     levels = list(old.levels)
     counts = list(old.counts.copy())
     for h, items in enumerate(new.levels):
-        # A copy: _settle sorts the levels it compacts in place.
-        _add_items(levels, counts, h, items.copy(), new.counts[h])
+        _add_items(levels, counts, h, items, new.counts[h])
     _settle(levels, counts, old.k, rng)
     return QuantileSketch(old.k, tuple(levels), np.array(counts), rng)
 
@@ -285,26 +284,29 @@ def _copy_rng(rng: np.random.Generator) -> np.random.Generator:
 
 def _halve(
     sorted_items: Array, count: NDArray[np.int64], rng: np.random.Generator
-) -> tuple[Array, NDArray[np.int64], Array, NDArray[np.int64]]:
-    """Compact sorted rows: one item of each pair, chosen by a coin per row.
+) -> tuple[Array, NDArray[np.int64], Array | None, NDArray[np.int64]]:
+    """Compact sorted rows: the first or the second item of every pair.
 
-    Returns the kept items (sorted, NaN-padded), their counts, the leftover
-    largest item of rows with an odd count (NaN otherwise, shape (m, 1)) and
+    One coin for all rows: each row's error only needs its coin to be fair
+    and fresh, and a shared coin lets the kept items be a strided view.
+
+    Returns the kept items (sorted, NaN-padded; possibly a view of
+    ``sorted_items``), their counts, the leftover largest item of rows with an
+    odd count (NaN for the others, shape (m, 1); None if no row is odd) and
     the number of leftovers per row (0 or 1).
     """
     pairs = count // 2
-    n_pairs = int(pairs.max()) if pairs.size else 0
-    coin = rng.integers(0, 2, size=count.shape[0]).astype(bool)
-    evens = sorted_items[:, 0 : 2 * n_pairs : 2]
-    odds = sorted_items[:, 1 : 2 * n_pairs : 2]
-    kept = np.where(coin[:, None], odds, evens)
-    if pairs.min() != n_pairs:
+    n_pairs = int(pairs.max())
+    coin = int(rng.integers(0, 2))
+    kept = sorted_items[:, coin : 2 * n_pairs : 2]
+    if int(pairs.min()) != n_pairs:
+        kept = kept.copy()
         kept[np.arange(n_pairs) >= pairs[:, None]] = np.nan
-    odd = count % 2
-    rows = np.arange(count.shape[0])
-    leftover = np.where(odd == 1, sorted_items[rows, np.maximum(count - 1, 0)], np.nan)[
-        :, None
-    ]
+    odd = count - 2 * pairs
+    leftover = None
+    if odd.any():
+        last = sorted_items[np.arange(count.shape[0]), np.maximum(count - 1, 0)]
+        leftover = np.where(odd == 1, last, np.nan)[:, None]
     return kept, pairs, leftover, odd
 
 
@@ -312,7 +314,7 @@ def _add_items(
     levels: list[Array],
     counts: list[NDArray[np.int64]],
     h: int,
-    items: Array,
+    items: Array | None,
     count: NDArray[np.int64],
 ) -> None:
     """Append NaN-padded items to level ``h`` (creating levels as needed)."""
@@ -320,10 +322,11 @@ def _add_items(
     while len(levels) <= h:
         levels.append(np.empty((n_features, 0)))
         counts.append(np.zeros(n_features, dtype=np.int64))
-    if not count.any():
+    if items is None or not count.any():
         return
     if levels[h].shape[1] == 0:
-        levels[h] = items
+        # A copy: items may be a view of a larger array, or of another sketch.
+        levels[h] = np.array(items, order="C")
     else:
         levels[h] = np.concatenate([levels[h], items], axis=1)
     counts[h] = counts[h] + count
@@ -338,33 +341,37 @@ def _settle(
     """Compact every over-full level, bottom up, until all hold <= k items."""
     h = 0
     while h < len(levels):
-        over = counts[h] > k
-        if over.all():
-            # Every over-full level was built in this call: sorting in place
-            # changes no array of the input sketches.
-            items = levels[h]
-            items.sort(axis=1)
-            kept, pairs, leftover, odd = _halve(items, counts[h], rng)
-            levels[h] = leftover if odd.any() else leftover[:, :0]
-            counts[h] = odd
-            _add_items(levels, counts, h + 1, kept, pairs)
-        elif over.any():
-            rows = np.flatnonzero(over)
-            items = levels[h][rows]
-            items.sort(axis=1)
-            kept, pairs, leftover, odd = _halve(items, counts[h][rows], rng)
-            level = levels[h].copy()
-            level[rows] = np.nan
-            level[rows, :1] = leftover
-            levels[h] = level
-            counts[h] = counts[h].copy()
-            counts[h][rows] = odd
-            n_features = over.shape[0]
-            spread = np.full((n_features, kept.shape[1]), np.nan)
-            spread[rows] = kept
-            spread_count = np.zeros(n_features, dtype=np.int64)
-            spread_count[rows] = pairs
-            _add_items(levels, counts, h + 1, spread, spread_count)
+        # A level no wider than k cannot hold more than k items: no reduction
+        # needed for the (many) levels this call did not touch.
+        if levels[h].shape[1] > k and int(counts[h].max()) > k:
+            over = counts[h] > k
+            if over.all():
+                # Every over-full level was built in this call: sorting in
+                # place changes no array of the input sketches.
+                items = levels[h]
+                items.sort(axis=1)
+                kept, pairs, leftover, odd = _halve(items, counts[h], rng)
+                levels[h] = items[:, :0] if leftover is None else leftover
+                counts[h] = odd
+                _add_items(levels, counts, h + 1, kept, pairs)
+            else:
+                rows = np.flatnonzero(over)
+                items = levels[h][rows]
+                items.sort(axis=1)
+                kept, pairs, leftover, odd = _halve(items, counts[h][rows], rng)
+                level = levels[h].copy()
+                level[rows] = np.nan
+                if leftover is not None:
+                    level[rows, :1] = leftover
+                levels[h] = level
+                counts[h] = counts[h].copy()
+                counts[h][rows] = odd
+                n_features = over.shape[0]
+                spread = np.full((n_features, kept.shape[1]), np.nan)
+                spread[rows] = kept
+                spread_count = np.zeros(n_features, dtype=np.int64)
+                spread_count[rows] = pairs
+                _add_items(levels, counts, h + 1, spread, spread_count)
         if levels[h].shape[1] > 2 * k:
             # Missing values leave NaN gaps; squeeze them out now and then.
             levels[h] = np.sort(levels[h], axis=1)[:, : int(counts[h].max())]

@@ -135,6 +135,33 @@ def test_float32_in_float32_out():
     np.testing.assert_allclose(back, X, rtol=1e-6)
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_plain_arrays_and_lists_give_the_same_results(dtype):
+    # A fitted normalizer takes plain ndarrays past validate_data: the result
+    # must not depend on that, whatever the memory layout.
+    rng = np.random.default_rng(12)
+    X = rng.standard_normal((3000, 3)).astype(dtype)
+    X[rng.random(X.shape) < 0.05] = np.nan
+    plain = RobustNormalizer(sketch_size=64, random_state=0).fit(X[:1000])
+    listed = RobustNormalizer(sketch_size=64, random_state=0).fit(X[:1000])
+    plain.partial_fit(np.asfortranarray(X[1000:2000]))
+    plain.partial_fit(X[2000:][::-1][::-1])
+    listed.partial_fit(X[1000:2000].tolist())
+    listed.partial_fit(X[2000:].tolist())
+    np.testing.assert_array_equal(plain.center_, listed.center_)
+    np.testing.assert_array_equal(plain.scale_, listed.scale_)
+    out = plain.transform(np.asfortranarray(X[:10]))
+    assert out.dtype == dtype
+    np.testing.assert_allclose(out, listed.transform(X[:10].tolist()), rtol=1e-6)
+    read_only = X[:10].copy()
+    read_only.flags.writeable = False
+    np.testing.assert_array_equal(
+        plain.transform(read_only, copy=False), plain.transform(X[:10])
+    )
+    with pytest.raises(ValueError, match="infinity"):
+        plain.transform(np.full((2, 3), np.inf, dtype=dtype))
+
+
 def test_copy_false_works_in_place():
     X = np.random.default_rng(3).standard_normal((20, 2))
     norm = RobustNormalizer(copy=False).fit(X)
