@@ -44,7 +44,7 @@ def make_data(n_rows=700, n_features=5, seed=0, dtype=np.float64, nan_frac=0.1):
     X = 1e6 + rng.standard_normal((n_rows, n_features)) * np.arange(1, n_features + 1)
     X[rng.random(X.shape) < nan_frac] = np.nan
     if nan_frac:
-        X[:40, 0] = np.nan  # a whole first block missing in column 0
+        X[:40, 0] = np.nan  # column 0 has its first value late in the stream
     return X.astype(dtype), rng.random(n_rows)
 
 
