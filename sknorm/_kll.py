@@ -88,14 +88,16 @@ class QuantileSketch(NamedTuple):
 
     ``levels[h]`` has shape (n_features, width_h): row ``f`` holds
     ``counts[h, f]`` items of feature ``f`` (in any order) and NaN elsewhere;
-    each item weighs ``2**h``. ``rng`` draws the compaction coins; functions
-    copy it before use, so a sketch never changes.
+    each item weighs ``2**h``. The compaction coins are the bits of a
+    counter-based generator (SplitMix64): coin ``i`` is a function of
+    ``seed`` and ``i``, and ``coins_drawn`` coins have been used.
     """
 
     k: int
     levels: tuple[Array, ...]
     counts: NDArray[np.int64]
-    rng: np.random.Generator
+    seed: int
+    coins_drawn: int
 
 
 def rank_error_bound(k: int, delta: float = 0.01) -> float:
@@ -107,15 +109,16 @@ def rank_error_bound(k: int, delta: float = 0.01) -> float:
     return 2.0 * math.sqrt(math.log(2.0 / delta)) / k
 
 
-def empty_sketch(n_features: int, k: int, rng: np.random.Generator) -> QuantileSketch:
-    """A sketch of size ``k`` that has seen nothing."""
+def empty_sketch(n_features: int, k: int, seed: int) -> QuantileSketch:
+    """A sketch of size ``k`` that has seen nothing; ``seed`` sets its coins."""
     if k < 2:
         raise ValueError(f"The sketch size must be at least 2, got {k}.")
     return QuantileSketch(
         k=int(k),
         levels=(np.empty((n_features, 0)),),
         counts=np.zeros((1, n_features), dtype=np.int64),
-        rng=_copy_rng(rng),
+        seed=int(seed) & _MASK64,
+        coins_drawn=0,
     )
 
 
@@ -146,12 +149,12 @@ def update_sketch(old: QuantileSketch, X: NDArray) -> QuantileSketch:
         The sketch of the stream including ``X``.
     """
     k = old.k
-    rng = _copy_rng(old.rng)
+    coins = _Coins(old.seed, old.coins_drawn)
     levels = list(old.levels)
     counts = list(old.counts.copy())
     X = np.asarray(X, dtype=np.float64)
     if X.shape[0] == 0:
-        return QuantileSketch(k, tuple(levels), np.array(counts), rng)
+        return old
     # The batch is one sorted run of level-0 items (NaN sorted last).
     run = X.T.copy()
     run.sort(axis=1)
@@ -164,20 +167,20 @@ def update_sketch(old: QuantileSketch, X: NDArray) -> QuantileSketch:
     # halves stay sorted): each such compaction is a compaction of level-h
     # items like any other, so the error analysis is unchanged.
     while run.shape[1] >= k and int(run_count.min()) >= k:
-        kept, pairs, leftover, odd = _halve(run, run_count, rng)
+        kept, pairs, leftover, odd = _halve(run, run_count, coins)
         _add_items(levels, counts, h, leftover, odd)
         run, run_count = kept, pairs
         h += 1
     _add_items(levels, counts, h, run, run_count)
-    _settle(levels, counts, k, rng)
-    return QuantileSketch(k, tuple(levels), np.array(counts), rng)
+    _settle(levels, counts, k, coins)
+    return QuantileSketch(k, tuple(levels), np.array(counts), old.seed, coins.drawn)
 
 
 def merge_sketches(old: QuantileSketch, new: QuantileSketch) -> QuantileSketch:
     """The sketch of the union of two disjoint streams, same guarantee.
 
     Both sketches must have the same size ``k`` and number of features. The
-    result draws its coins from ``old``'s generator.
+    result continues the coins of ``old``.
     """
     if old.k != new.k:
         raise ValueError(f"Cannot merge sketches of sizes {old.k} and {new.k}.")
@@ -186,13 +189,13 @@ def merge_sketches(old: QuantileSketch, new: QuantileSketch) -> QuantileSketch:
             f"Cannot merge sketches of {old.counts.shape[1]} and "
             f"{new.counts.shape[1]} features."
         )
-    rng = _copy_rng(old.rng)
+    coins = _Coins(old.seed, old.coins_drawn)
     levels = list(old.levels)
     counts = list(old.counts.copy())
     for h, items in enumerate(new.levels):
         _add_items(levels, counts, h, items, new.counts[h])
-    _settle(levels, counts, old.k, rng)
-    return QuantileSketch(old.k, tuple(levels), np.array(counts), rng)
+    _settle(levels, counts, old.k, coins)
+    return QuantileSketch(old.k, tuple(levels), np.array(counts), old.seed, coins.drawn)
 
 
 def sketch_quantiles(sketch: QuantileSketch, q: NDArray) -> Array:
@@ -275,15 +278,33 @@ def sketch_ranks(sketch: QuantileSketch, x: NDArray) -> NDArray[np.int64]:
     return ranks
 
 
-def _copy_rng(rng: np.random.Generator) -> np.random.Generator:
-    """An independent generator in the same state (cheaper than deepcopy)."""
-    twin = np.random.Generator(type(rng.bit_generator)(0))
-    twin.bit_generator.state = rng.bit_generator.state
-    return twin
+_MASK64 = (1 << 64) - 1
+
+
+class _Coins:
+    """Fair coins from SplitMix64 (Steele, Lea, Flood 2014), counter-based.
+
+    Coin ``i`` is the top bit of SplitMix64's output ``i + 1`` for ``seed``;
+    it needs no generator state besides the count of coins drawn, so a
+    sketch stays an immutable value.
+    """
+
+    __slots__ = ("seed", "drawn")
+
+    def __init__(self, seed: int, drawn: int):
+        self.seed = seed
+        self.drawn = drawn
+
+    def flip(self) -> int:
+        self.drawn += 1
+        z = (self.seed + self.drawn * 0x9E3779B97F4A7C15) & _MASK64
+        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
+        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK64
+        return (z ^ (z >> 31)) >> 63
 
 
 def _halve(
-    sorted_items: Array, count: NDArray[np.int64], rng: np.random.Generator
+    sorted_items: Array, count: NDArray[np.int64], coins: _Coins
 ) -> tuple[Array, NDArray[np.int64], Array | None, NDArray[np.int64]]:
     """Compact sorted rows: the first or the second item of every pair.
 
@@ -297,7 +318,7 @@ def _halve(
     """
     pairs = count // 2
     n_pairs = int(pairs.max())
-    coin = int(rng.integers(0, 2))
+    coin = coins.flip()
     kept = sorted_items[:, coin : 2 * n_pairs : 2]
     if int(pairs.min()) != n_pairs:
         kept = kept.copy()
@@ -336,7 +357,7 @@ def _settle(
     levels: list[Array],
     counts: list[NDArray[np.int64]],
     k: int,
-    rng: np.random.Generator,
+    coins: _Coins,
 ) -> None:
     """Compact every over-full level, bottom up, until all hold <= k items."""
     h = 0
@@ -350,7 +371,7 @@ def _settle(
                 # place changes no array of the input sketches.
                 items = levels[h]
                 items.sort(axis=1)
-                kept, pairs, leftover, odd = _halve(items, counts[h], rng)
+                kept, pairs, leftover, odd = _halve(items, counts[h], coins)
                 levels[h] = items[:, :0] if leftover is None else leftover
                 counts[h] = odd
                 _add_items(levels, counts, h + 1, kept, pairs)
@@ -358,7 +379,7 @@ def _settle(
                 rows = np.flatnonzero(over)
                 items = levels[h][rows]
                 items.sort(axis=1)
-                kept, pairs, leftover, odd = _halve(items, counts[h][rows], rng)
+                kept, pairs, leftover, odd = _halve(items, counts[h][rows], coins)
                 level = levels[h].copy()
                 level[rows] = np.nan
                 if leftover is not None:

@@ -233,10 +233,10 @@ class RobustNormalizer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
                 )
             check_no_infinity(X)
             if reset:
-                seed = check_random_state(self.random_state).randint(2**31 - 1)
-                old = _kll.empty_sketch(
-                    X.shape[1], self.sketch_size, np.random.default_rng(seed)
+                seed = check_random_state(self.random_state).randint(
+                    np.iinfo(np.int64).max, dtype=np.int64
                 )
+                old = _kll.empty_sketch(X.shape[1], self.sketch_size, int(seed))
             else:
                 old = self._sketch
                 if old.k != self.sketch_size:

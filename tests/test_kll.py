@@ -18,7 +18,7 @@ N_ROWS = 1_000_000
 
 
 def sketch_of(X, batch, k=K, seed=0):
-    sketch = _kll.empty_sketch(X.shape[1], k, np.random.default_rng(seed))
+    sketch = _kll.empty_sketch(X.shape[1], k, seed)
     for start in range(0, X.shape[0], batch):
         sketch = _kll.update_sketch(sketch, X[start : start + batch])
     return sketch
@@ -90,7 +90,7 @@ def test_million_rows_within_bound(streams, batch):
 
 def test_memory_does_not_grow_with_stream_length():
     rng = np.random.default_rng(3)
-    sketch = _kll.empty_sketch(2, 64, rng)
+    sketch = _kll.empty_sketch(2, 64, seed=3)
     retained = []
     for _ in range(200):
         sketch = _kll.update_sketch(sketch, rng.standard_normal((1000, 2)))
@@ -165,11 +165,7 @@ def test_fixed_coin_would_be_detected(monkeypatch):
     k, n = 16, 8192
     X = np.random.default_rng(0).standard_normal((n, 1))
 
-    class FirstAlways:
-        def integers(self, low, high=None, size=None):
-            return 0 if size is None else np.zeros(size, dtype=np.int64)
-
-    monkeypatch.setattr(_kll, "_copy_rng", lambda rng: FirstAlways())
+    monkeypatch.setattr(_kll._Coins, "flip", lambda coins: 0)
     biased = sketch_of(X, 256, k=k)
     x = np.median(X, axis=0)
     biased_error = (_kll.sketch_ranks(biased, x) - n // 2) / n
@@ -182,7 +178,7 @@ def test_exact_while_the_stream_fits(batches):
     X = rng.standard_normal((sum(batches), 4)) * [1, 1e6, 1e-6, 1]
     X[rng.random(X.shape) < 0.2] = np.nan
     X[:, 3] = np.round(X[:, 3])  # ties
-    sketch = _kll.empty_sketch(4, K, np.random.default_rng(0))
+    sketch = _kll.empty_sketch(4, K, 0)
     start = 0
     for size in batches:
         sketch = _kll.update_sketch(sketch, X[start : start + size])
@@ -208,7 +204,7 @@ def test_exact_while_the_stream_fits(batches):
 def test_partition_invariance_in_the_exact_regime(data, cuts):
     X = np.array(data).reshape(-1, 1)
     bounds = [0, *sorted(c for c in cuts if c <= len(data)), len(data)]
-    sketch = _kll.empty_sketch(1, 64, np.random.default_rng(0))
+    sketch = _kll.empty_sketch(1, 64, 0)
     for a, b in zip(bounds[:-1], bounds[1:], strict=True):
         sketch = _kll.update_sketch(sketch, X[a:b])
     np.testing.assert_allclose(
@@ -262,7 +258,7 @@ def test_updates_and_merges_leave_their_inputs_unchanged():
         (
             [level.copy() for level in s.levels],
             s.counts.copy(),
-            s.rng.bit_generator.state,
+            (s.seed, s.coins_drawn),
         )
         for s in (a, b)
     ]
@@ -274,7 +270,7 @@ def test_updates_and_merges_leave_their_inputs_unchanged():
         for old, new in zip(levels, s.levels, strict=True):
             np.testing.assert_array_equal(old, new)
         np.testing.assert_array_equal(counts, s.counts)
-        assert s.rng.bit_generator.state == state
+        assert (s.seed, s.coins_drawn) == state
 
 
 def test_deterministic_given_the_generator_seed():
@@ -296,10 +292,24 @@ def test_float32_input_is_sketched_exactly():
 
 
 def test_merge_rejects_mismatched_sketches():
-    a = _kll.empty_sketch(2, 32, np.random.default_rng(0))
+    a = _kll.empty_sketch(2, 32, 0)
     with pytest.raises(ValueError, match="sizes 32 and 64"):
-        _kll.merge_sketches(a, _kll.empty_sketch(2, 64, np.random.default_rng(0)))
+        _kll.merge_sketches(a, _kll.empty_sketch(2, 64, 0))
     with pytest.raises(ValueError, match="2 and 3 features"):
-        _kll.merge_sketches(a, _kll.empty_sketch(3, 32, np.random.default_rng(0)))
+        _kll.merge_sketches(a, _kll.empty_sketch(3, 32, 0))
     with pytest.raises(ValueError, match="at least 2"):
-        _kll.empty_sketch(2, 1, np.random.default_rng(0))
+        _kll.empty_sketch(2, 1, 0)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2**63 - 1])
+def test_coins_are_fair_and_depend_on_the_seed(seed):
+    n = 20_000
+    coins = _kll._Coins(seed, 0)
+    flips = np.array([coins.flip() for _ in range(n)])
+    assert coins.drawn == n
+    assert set(np.unique(flips)) == {0, 1}
+    assert abs(flips.mean() - 0.5) <= 4 * 0.5 / np.sqrt(n)
+    # No short period: consecutive pairs are about equally often alike.
+    assert abs((flips[1:] == flips[:-1]).mean() - 0.5) <= 4 * 0.5 / np.sqrt(n)
+    other = _kll._Coins(seed + 1, 0)
+    assert not np.array_equal(flips[:64], [other.flip() for _ in range(64)])
