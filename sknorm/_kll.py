@@ -223,21 +223,30 @@ def sketch_quantiles(sketch: QuantileSketch, q: NDArray) -> Array:
     width = values.shape[1]
     if width == 0:
         return out
-    weights = np.concatenate(
-        [
-            np.full(level.shape[1], 1 << h, dtype=np.int64)
-            for h, level in enumerate(sketch.levels)
-        ]
+    # A weighted sort without argsort (several times slower than sort): sort
+    # the values, and separately sort integer keys that order like the values
+    # and carry each item's level in their 6 lowest bits. The two sorted rows
+    # agree item by item, except that items whose values are within 64 units
+    # in the last place of each other may trade weights; so every returned
+    # quantile is a retained value, exact when nothing was compacted (all
+    # weights 1) and otherwise at most that near-tie away from the exact
+    # weighted order.
+    level = np.concatenate(
+        [np.full(lv.shape[1], h, dtype=np.int64) for h, lv in enumerate(sketch.levels)]
     )
-    order = np.argsort(values, axis=1)
-    row_start = np.arange(n_features) * width
-    flat_order = (order + row_start[:, None]).ravel()
-    values = values.ravel()[flat_order].reshape(n_features, width)
-    weights = weights[order]
-    if np.isnan(values[:, -1]).any():  # NaN padding, sorted last, weighs 0
-        weights[np.isnan(values)] = 0
-    cumulative = np.cumsum(weights, axis=1)
-    n = cumulative[:, -1]
+    # In place wherever possible: fresh large arrays cost page faults.
+    keys = _order_keys(values)
+    keys &= ~np.int64(_LEVEL_MASK)
+    keys |= level
+    keys[np.isnan(values)] = _PADDING_KEY
+    keys.sort(axis=1)
+    values.sort(axis=1)  # NaN padding last, as the padding keys
+    # Padding (last in every row) weighs 1 like a level-0 item: no position
+    # looked up below reaches it, since all are < n, the weight of the items.
+    cumulative = np.bitwise_and(keys, _LEVEL_MASK, out=keys)
+    np.left_shift(1, cumulative, out=cumulative)
+    np.cumsum(cumulative, axis=1, out=cumulative)
+    n = sketch_counts(sketch)
     # Positions (0-based) in the multiset where each item counts w times.
     virtual = (n - 1) * q[:, None]
     below = np.floor(virtual)
@@ -246,16 +255,33 @@ def sketch_quantiles(sketch: QuantileSketch, q: NDArray) -> Array:
     # The item holding position j is the first whose cumulative weight
     # exceeds j: one searchsorted over all rows, made one increasing sequence
     # by offsetting row f by f * (max(n) + 1).
-    offset = np.arange(n_features, dtype=np.int64) * (int(n.max()) + 1)
-    flat = (cumulative + offset[:, None]).ravel()
+    offset = np.arange(n_features, dtype=np.int64) * (int(cumulative[:, -1].max()) + 1)
+    cumulative += offset[:, None]
     positions = np.stack([below, above]).astype(np.int64)
-    index = np.searchsorted(flat, positions + offset, side="right")
+    index = np.searchsorted(cumulative.ravel(), positions + offset, side="right")
+    row_start = np.arange(n_features) * width
     index = np.minimum(index, row_start + width - 1)
     a, b = values.ravel()[index]
     diff = b - a
     lerp = np.where(gamma >= 0.5, b - diff * (1 - gamma), a + diff * gamma)
     out[:, n > 0] = lerp[:, n > 0]
     return out
+
+
+# Levels are stored in the 6 low bits of the sort keys of sketch_quantiles
+# (at most 62 levels: n < k * 2**61); padding gets the largest key, level 0.
+_LEVEL_MASK = 63
+_PADDING_KEY = np.iinfo(np.int64).max & ~_LEVEL_MASK
+
+
+def _order_keys(values: Array) -> NDArray[np.int64]:
+    """int64 keys in the order of the (non-NaN) float64 values (a new array).
+
+    Non-negative floats order like their bit patterns; negative ones in
+    reverse, which flipping all bits but the sign restores.
+    """
+    bits = values.view(np.int64)
+    return bits ^ ((bits >> 63) & np.int64(0x7FFFFFFFFFFFFFFF))
 
 
 def sketch_ranks(sketch: QuantileSketch, x: NDArray) -> NDArray[np.int64]:

@@ -313,3 +313,29 @@ def test_coins_are_fair_and_depend_on_the_seed(seed):
     assert abs((flips[1:] == flips[:-1]).mean() - 0.5) <= 4 * 0.5 / np.sqrt(n)
     other = _kll._Coins(seed + 1, 0)
     assert not np.array_equal(flips[:64], [other.flip() for _ in range(64)])
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_quantiles_of_a_compacted_sketch_are_those_of_its_weighted_items(seed):
+    # Independent reference: repeat every retained item by its weight and ask
+    # np.quantile. Values of several magnitudes and signs, NaN and ties.
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((5000, 4)) * [1.0, 1e9, 1e-9, 1.0]
+    X[:, 0] += 1e9
+    X[:, 3] = np.round(X[:, 3] * 3)
+    X[rng.random(X.shape) < 0.2] = np.nan
+    sketch = sketch_of(X, 333, k=16, seed=seed)
+    assert len(sketch.levels) > 4  # compacted
+    q = np.array([0.0, 0.1, 0.25, 0.5, 0.75, 0.9, 1.0])
+    for j in range(4):
+        items, weights = [], []
+        for h, level in enumerate(sketch.levels):
+            row = level[j][~np.isnan(level[j])]
+            items.append(row)
+            weights.append(np.full(row.size, 2**h))
+        expanded = np.repeat(np.concatenate(items), np.concatenate(weights))
+        np.testing.assert_allclose(
+            _kll.sketch_quantiles(sketch, q)[:, j],
+            np.quantile(expanded, q),
+            rtol=1e-15,
+        )
