@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from numbers import Real
 
 import numpy as np
@@ -12,9 +13,16 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from . import _stats
 from ._compat import _fit_context, validate_params
-from ._validation import check_no_infinity, check_sample_weight, is_dask_collection
+from ._validation import (
+    check_infinity_allow_nan,
+    check_no_infinity,
+    check_sample_weight,
+    is_dask_collection,
+)
 
 _FLOAT_DTYPES = (np.float64, np.float32)
+_FLOAT64 = np.dtype(np.float64)
+_FLOAT32 = np.dtype(np.float32)
 
 
 class SparseCenteringError(ValueError, TypeError):
@@ -27,8 +35,9 @@ class SparseCenteringError(ValueError, TypeError):
 
 def scale_from_var(var: np.ndarray, eps: float) -> np.ndarray:
     """``sqrt(var + eps)``, with 1.0 where that is 0 (a constant feature)."""
-    scale = np.sqrt(var + eps)
-    scale[scale == 0.0] = 1.0
+    scale = np.sqrt(var + eps) if eps else np.sqrt(var)
+    if np.count_nonzero(scale) != scale.size:
+        scale[scale == 0.0] = 1.0
     return scale
 
 
@@ -250,14 +259,29 @@ class BatchNormalizer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         return self._learn(X, sample_weight, reset=first_call)
 
     def _learn(self, X, sample_weight, reset, need_weight=False):
-        if is_dask_collection(X):
+        plain = not reset and self._is_plain_batch(X)
+        if not plain and is_dask_collection(X):
             from ._dask import learn_dask  # dask is an optional extra
 
             return learn_dask(self, X, sample_weight, reset, need_weight)
         snapshot = dict(self.__dict__)
         try:
             mode = self._mode()
-            X = self._validate_batch(X, reset=reset)
+            if not plain:
+                X = self._validate_batch(X, reset=reset, check_infinity=False)
+            # Infinities are looked for only when the batch's column sums, which
+            # the statistics compute anyway, are not finite. That is exact
+            # without weights (an infinity always reaches the sums) and when no
+            # other error can come first; otherwise X is checked here, in the
+            # order of _validate_batch.
+            defer_infinity = (
+                sample_weight is None
+                and mode != "half_life"
+                and (plain or not sp.issparse(X))
+                and (reset or self._state_matches(self._state, mode))
+            )
+            if not defer_infinity:
+                check_no_infinity(X)
             sample_weight = check_sample_weight(sample_weight, X.shape[0])
             if need_weight and sample_weight is not None and not sample_weight.any():
                 # A stream may pass a batch of zero weights (time still passes
@@ -271,7 +295,8 @@ class BatchNormalizer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
             else:
                 old = self._state
                 self._check_state_matches(old, mode)
-            state = self._update(mode, old, X, sample_weight)
+            on_nonfinite = partial(check_no_infinity, X) if defer_infinity else None
+            state = self._update(mode, old, X, sample_weight, on_nonfinite)
             self._publish(state)
         except BaseException:
             # Nothing is lost: validate_data may already have set attributes.
@@ -280,7 +305,26 @@ class BatchNormalizer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
             raise
         return self
 
-    def _validate_batch(self, X, reset):
+    def _is_plain_batch(self, X) -> bool:
+        """True if ``validate_data`` would pass X through unchanged and silently.
+
+        That is a 2-D float32/float64 ndarray of native byte order, with rows,
+        as many columns as seen in fit, given to a normalizer that is fitted
+        and was not fitted with feature names (which warns). Such a batch
+        skips ``validate_data``; every other input goes through it.
+        """
+        attrs = self.__dict__
+        return (
+            type(X) is np.ndarray
+            and X.ndim == 2
+            and (X.dtype == _FLOAT64 or X.dtype == _FLOAT32)
+            and X.shape[0] > 0
+            and "_state" in attrs
+            and X.shape[1] == attrs.get("n_features_in_")
+            and "feature_names_in_" not in attrs
+        )
+
+    def _validate_batch(self, X, reset, check_infinity=True):
         X = validate_data(
             self,
             X,
@@ -295,7 +339,8 @@ class BatchNormalizer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
                 "Cannot center sparse data: pass with_mean=False to scale it "
                 "without centering (centering would make it dense)."
             )
-        check_no_infinity(X)
+        if check_infinity:
+            check_no_infinity(X)
         return X
 
     def _mode(self) -> str:
@@ -318,28 +363,37 @@ class BatchNormalizer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         return _stats.empty_stream_state(n_features)
 
     @staticmethod
-    def _check_state_matches(state, mode):
-        if isinstance(state, _stats.EmaState) != (mode == "momentum"):
+    def _state_matches(state, mode) -> bool:
+        return isinstance(state, _stats.EmaState) == (mode == "momentum")
+
+    @classmethod
+    def _check_state_matches(cls, state, mode):
+        if not cls._state_matches(state, mode):
             raise ValueError(
                 f"The statistics mode changed to {mode!r} after fitting started; "
                 "call fit to restart, or keep the mode of the stream."
             )
 
-    def _update(self, mode, old, X, sample_weight):
+    def _update(self, mode, old, X, sample_weight, on_nonfinite=None):
         if mode == "momentum":
-            return _stats.update_momentum(old, X, self.momentum, sample_weight)
+            return _stats.update_momentum(
+                old, X, self.momentum, sample_weight, on_nonfinite=on_nonfinite
+            )
         if mode == "half_life":
-            return _stats.update_half_life(old, X, self.half_life, sample_weight)
-        return _stats.update_exact(old, X, sample_weight)
+            return _stats.update_half_life(
+                old, X, self.half_life, sample_weight, on_nonfinite=on_nonfinite
+            )
+        return _stats.update_exact(old, X, sample_weight, on_nonfinite=on_nonfinite)
 
     def _publish(self, state):
         """Set the public fitted attributes from a statistics state."""
         count = state.count
         self.n_samples_seen_ = (
-            int(count[0]) if count.size and np.all(count == count[0]) else count.copy()
+            int(count[0])
+            if count.size and not np.count_nonzero(count - count[0])
+            else count.copy()
         )
-        mean = _stats.state_mean(state)
-        var = _stats.state_var(state)
+        mean, var = _stats.state_mean_var(state)
         self.mean_ = mean if (self.with_mean or self.with_std) else None
         self.var_ = var if self.with_std else None
         self.scale_ = scale_from_var(var, self.eps) if self.with_std else None
@@ -425,24 +479,71 @@ class BatchNormalizer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
             Normalized data, of the input's float dtype (float32 stays
             float32; integers become float64).
         """
+        if self._is_plain_batch(X):
+            copy = self.copy if copy is None else copy
+            if not copy and X.flags.writeable:
+                # In place: X must be known free of infinities before it changes.
+                check_infinity_allow_nan(X, type(self).__name__)
+                return self._normalize_rows(X, X, check_infinity=False)
+            return self._normalize_rows(X, np.empty_like(X), check_infinity=True)
         check_is_fitted(self)
         if is_dask_collection(X):
             from ._dask import transform_dask  # dask is an optional extra
 
             return transform_dask(self, X, inverse=False)
         X = self._validate_for_transform(X, copy)
-        if sp.issparse(X):
-            if self.scale_ is not None:
-                _scale_sparse_columns(X, 1.0 / self.scale_)
-        else:
-            if self.with_mean:
-                _subtract_mean(X, self.mean_)
-            if self.with_std:
-                X /= self.scale_.astype(X.dtype)
+        if not sp.issparse(X):
+            return self._normalize_rows(X, X, check_infinity=False)
+        if self.scale_ is not None:
+            _scale_sparse_columns(X, 1.0 / self.scale_)
         if self.clip is not None:
-            data = X.data if sp.issparse(X) else X
-            np.clip(data, -self.clip, self.clip, out=data)
+            np.clip(X.data, -self.clip, self.clip, out=X.data)
         return X
+
+    def _normalize_rows(self, X, out, check_infinity):
+        """Write the normalized rows of the dense X to ``out`` (which may be X).
+
+        Works in blocks of rows that stay in cache between the steps. With
+        ``check_infinity``, a block that holds NaN or infinity triggers
+        scikit-learn's infinity check on X, which is left unchanged.
+        """
+        with_mean, with_std, clip = self.with_mean, self.with_std, self.clip
+        if with_mean:
+            if X.dtype == np.float32:
+                center, center_lo = split_float32(self.mean_)
+            else:
+                center, center_lo = self.mean_, None
+        if with_std:
+            # Multiplying by the reciprocal is faster than dividing, and within
+            # one rounding of it.
+            inv_scale = 1.0 / self.scale_
+            if X.dtype != inv_scale.dtype:
+                inv_scale = inv_scale.astype(X.dtype)
+        n_samples = X.shape[0]
+        rows = _stats.block_rows(X.shape[1])
+        one_block = n_samples <= rows
+        for start in (0,) if one_block else range(0, n_samples, rows):
+            if one_block:
+                src, dst = X, out
+            else:
+                src, dst = X[start : start + rows], out[start : start + rows]
+            if check_infinity and not np.isfinite(src).all():
+                check_infinity_allow_nan(X, type(self).__name__)
+                check_infinity = False
+            if with_mean:
+                # To float32 precision for float32 X: see split_float32.
+                np.subtract(src, center, out=dst)
+                if center_lo is not None:
+                    np.subtract(dst, center_lo, out=dst)
+                src = dst
+            if with_std:
+                np.multiply(src, inv_scale, out=dst)
+                src = dst
+            if src is not dst:
+                dst[...] = src
+            if clip is not None:
+                np.clip(dst, -clip, clip, out=dst)
+        return out
 
     def inverse_transform(self, X, copy=None):
         """Undo ``transform``: scale back, then add the mean.
@@ -461,12 +562,18 @@ class BatchNormalizer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         X_original : {ndarray, sparse matrix} of shape (n_samples, n_features)
             Data in the original units.
         """
-        check_is_fitted(self)
-        if is_dask_collection(X):
-            from ._dask import transform_dask  # dask is an optional extra
+        if self._is_plain_batch(X):
+            check_infinity_allow_nan(X, type(self).__name__)
+            copy = self.copy if copy is None else copy
+            if copy or not X.flags.writeable:
+                X = X.copy(order="K")
+        else:
+            check_is_fitted(self)
+            if is_dask_collection(X):
+                from ._dask import transform_dask  # dask is an optional extra
 
-            return transform_dask(self, X, inverse=True)
-        X = self._validate_for_transform(X, copy)
+                return transform_dask(self, X, inverse=True)
+            X = self._validate_for_transform(X, copy)
         if sp.issparse(X):
             if self.scale_ is not None:
                 _scale_sparse_columns(X, self.scale_)

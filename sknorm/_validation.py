@@ -11,6 +11,7 @@ import numbers
 import numpy as np
 import scipy.sparse as sp
 from sklearn import get_config
+from sklearn.utils import assert_all_finite
 
 
 def check_sample_weight(sample_weight, n_samples: int) -> np.ndarray | None:
@@ -90,6 +91,16 @@ def check_no_infinity(X) -> None:
         "value and is ignored, but infinite values cannot be normalized: replace "
         "them with NaN or a finite value (e.g. np.nan_to_num or np.clip) first."
     )
+
+
+def check_infinity_allow_nan(X: np.ndarray, estimator_name: str) -> None:
+    """Raise scikit-learn's own error if the float ndarray X holds +/-inf.
+
+    The check that ``validate_data(..., ensure_all_finite="allow-nan")`` makes,
+    with its message and its ``assume_finite`` switch, for inputs that skip
+    ``validate_data`` because it would pass them through unchanged.
+    """
+    assert_all_finite(X, allow_nan=True, estimator_name=estimator_name, input_name="X")
 
 
 def is_dask_collection(X) -> bool:
