@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from numbers import Integral
 
 import numpy as np
@@ -231,7 +232,6 @@ class RobustNormalizer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
                     ensure_all_finite=False,
                     ensure_min_samples=1,
                 )
-            check_no_infinity(X)
             if reset:
                 seed = check_random_state(self.random_state).randint(
                     np.iinfo(np.int64).max, dtype=np.int64
@@ -245,7 +245,12 @@ class RobustNormalizer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
                         "after fitting started; call fit to restart, or keep "
                         "the sketch size of the stream."
                     )
-            self._publish(_kll.update_sketch(old, X), settings)
+            # The sketch finds infinities in the sorted batch for free; the
+            # check then names the features that hold them.
+            sketch = _kll.update_sketch(
+                old, X, on_infinity=partial(check_no_infinity, X)
+            )
+            self._publish(sketch, settings)
         except BaseException:
             # Nothing is lost: validate_data may already have set attributes.
             self.__dict__.clear()

@@ -339,3 +339,28 @@ def test_quantiles_of_a_compacted_sketch_are_those_of_its_weighted_items(seed):
             np.quantile(expanded, q),
             rtol=1e-15,
         )
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (1000, 3), (1024, 64), (5000, 1), (3, 700)])
+@pytest.mark.parametrize("order", ["C", "F"])
+def test_transposed_copy(shape, order):
+    X = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+    X = np.asarray(X, order=order)
+    out = _kll._transposed(X)
+    assert out.dtype == np.float64 and out.flags.c_contiguous
+    np.testing.assert_array_equal(out, X.T)
+
+
+@pytest.mark.parametrize("bad", [np.inf, -np.inf])
+def test_infinity_is_refused_and_reported(bad):
+    X = np.random.default_rng(0).standard_normal((600, 3))
+    X[::7, 1] = np.nan
+    X[5, 1] = bad
+    sketch = _kll.empty_sketch(3, 16, 0)
+    with pytest.raises(ValueError, match="X contains infinity"):
+        _kll.update_sketch(sketch, X)
+    calls = []
+    with pytest.raises(ValueError, match="X contains infinity"):
+        _kll.update_sketch(sketch, X, on_infinity=lambda: calls.append(1))
+    assert calls == [1]
+    assert sketch.counts.sum() == 0

@@ -293,6 +293,16 @@ def fitted_state(norm):
     "X, error, match",
     [
         (np.full((2, 3), np.inf), ValueError, "infinity in feature"),
+        (
+            np.array([[1.0, np.nan, -np.inf]]),
+            ValueError,
+            r"infinity in feature\(s\) 2\.",
+        ),
+        (
+            np.array([[np.inf, np.nan, 1.0], [2.0, 3.0, np.nan]]),
+            ValueError,
+            r"\(s\) 0\.",
+        ),
         (np.ones((2, 4)), ValueError, "3 features"),
         (np.ones((0, 3)), ValueError, "0 sample"),
         (np.array([["a", "b", "c"]]), ValueError, "could not convert|dtype"),
