@@ -20,7 +20,7 @@ is then an unbiased estimate of its true rank :math:`R(x)`, and a quantile
 is read off the weighted sorted items.
 
 Error guarantee. One compaction at level ``h`` changes :math:`\hat R(x)` by
-0 or :math:`\pm 2^h` with equal probability, and it removes at least ``k``
+0, or by :math:`\pm 2^h` with equal probability, and it removes at least ``k``
 items of weight ``2**h``, so there are at most :math:`n / (k 2^h)` of them,
 and only at levels with :math:`2^h \le n / k`. The errors form a martingale
 whose squared increments sum to less than :math:`2 n^2 / k^2`, and
@@ -48,7 +48,8 @@ the error constant small and every level the same shape for all features.
 Vectorization. Each level is a ``(n_features, width)`` float64 array plus
 per-feature item counts; unused slots hold NaN, which ``np.sort`` moves to
 the end. A compaction sorts one level for all over-full features at once;
-the only Python loops run over levels (about ``log2(n / k)`` of them). A new
+the Python loops run over levels (about ``log2(n / k)`` of them), never over
+features or single rows (a batch is transposed in cache-sized tiles). A new
 batch is sorted once and, while it holds at least ``k`` values of every
 feature, compacted on its own (halving a sorted run needs no new sort); that
 is a compaction of at least ``k`` items like any other.
@@ -217,6 +218,9 @@ def sketch_quantiles(sketch: QuantileSketch, q: NDArray) -> Array:
     Each item of weight ``w`` counts as ``w`` equal values; the quantile of
     that multiset is taken with NumPy's default ("linear") method, so a
     sketch that has compacted nothing returns exactly ``np.nanquantile``.
+    (After compactions, items whose values lie within 64 units in the last
+    place of each other may be taken in either order; see the comment in
+    the code.)
 
     Parameters
     ----------
@@ -350,8 +354,10 @@ def _transposed(X: NDArray) -> Array:
     batch of 1024 x 64. The number of tiles is kept below about a thousand.
     """
     n_samples, n_features = X.shape
+    if n_features > 256:  # rows too wide to tile usefully
+        return np.array(X.T, dtype=np.float64, order="C")
     out = np.empty((n_features, n_samples))
-    rows = max(4096 // max(n_features, 1), -(-n_samples // 1024))
+    rows = max(16, 4096 // max(n_features, 1), -(-n_samples // 1024))
     for start in range(0, n_samples, rows):
         out[:, start : start + rows] = X[start : start + rows].T
     return out
