@@ -274,15 +274,18 @@ class BatchNormalizer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
             # without weights (an infinity always reaches the sums) and when no
             # other error can come first; otherwise X is checked here, in the
             # order of _validate_batch.
+            old = None if reset else self._state
+            mode_kept = reset or self._state_matches(old, mode)
             defer_infinity = (
                 sample_weight is None
                 and mode != "half_life"
                 and (plain or not sp.issparse(X))
-                and (reset or self._state_matches(self._state, mode))
+                and mode_kept
             )
             if not defer_infinity:
                 check_no_infinity(X)
-            sample_weight = check_sample_weight(sample_weight, X.shape[0])
+            if sample_weight is not None:
+                sample_weight = check_sample_weight(sample_weight, X.shape[0])
             if need_weight and sample_weight is not None and not sample_weight.any():
                 # A stream may pass a batch of zero weights (time still passes
                 # in half-life mode), but a fit on it would learn nothing.
@@ -292,8 +295,7 @@ class BatchNormalizer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
                 )
             if reset:
                 old = self._empty_state(mode, X.shape[1])
-            else:
-                old = self._state
+            elif not mode_kept:
                 self._check_state_matches(old, mode)
             on_nonfinite = partial(check_no_infinity, X) if defer_infinity else None
             state = self._update(mode, old, X, sample_weight, on_nonfinite)
@@ -401,6 +403,7 @@ class BatchNormalizer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
             state.weight if isinstance(state, _stats.EmaState) else state.moments.weight
         )
         self._state = state
+        self._transform_constants = {}  # filled by transform
 
     def merge(self, other):
         """Combine with a normalizer fitted on disjoint data; return self.
@@ -508,17 +511,7 @@ class BatchNormalizer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         scikit-learn's infinity check on X, which is left unchanged.
         """
         with_mean, with_std, clip = self.with_mean, self.with_std, self.clip
-        if with_mean:
-            if X.dtype == np.float32:
-                center, center_lo = split_float32(self.mean_)
-            else:
-                center, center_lo = self.mean_, None
-        if with_std:
-            # Multiplying by the reciprocal is faster than dividing, and within
-            # one rounding of it.
-            inv_scale = 1.0 / self.scale_
-            if X.dtype != inv_scale.dtype:
-                inv_scale = inv_scale.astype(X.dtype)
+        center, center_lo, inv_scale = self._transform_constants_for(X.dtype)
         n_samples = X.shape[0]
         rows = _stats.block_rows(X.shape[1])
         one_block = n_samples <= rows
@@ -544,6 +537,42 @@ class BatchNormalizer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
             if clip is not None:
                 np.clip(dst, -clip, clip, out=dst)
         return out
+
+    def _transform_constants_for(self, dtype):
+        """``(center, center_lo, inv_scale)`` for transforming data of ``dtype``.
+
+        ``center`` (``+ center_lo`` for float32, see split_float32) is
+        ``mean_`` and ``inv_scale`` is ``1 / scale_`` in ``dtype``: multiplying
+        by it is faster than dividing, and within one rounding. They are
+        remembered in a dict that ``_publish`` replaces, keyed on the identity
+        of ``mean_`` and ``scale_``, so they follow every change of those
+        attributes; the dict is not pickled.
+        """
+        mean, scale = self.mean_, self.scale_
+        memo = self.__dict__.get("_transform_constants")
+        entry = None if memo is None else memo.get(dtype)
+        if entry is None or entry[0] is not mean or entry[1] is not scale:
+            if mean is None:
+                center = center_lo = None
+            elif dtype == np.float32:
+                center, center_lo = split_float32(mean)
+            else:
+                center, center_lo = mean, None
+            inv_scale = None if scale is None else (1.0 / scale).astype(dtype)
+            entry = (mean, scale, center, center_lo, inv_scale)
+            if memo is not None:
+                memo[dtype] = entry
+        return entry[2:]
+
+    def __getstate__(self):
+        state = dict(super().__getstate__())
+        state.pop("_transform_constants", None)
+        return state
+
+    def __setstate__(self, state):
+        super().__setstate__(state)
+        if "_state" in self.__dict__:
+            self._transform_constants = {}
 
     def inverse_transform(self, X, copy=None):
         """Undo ``transform``: scale back, then add the mean.

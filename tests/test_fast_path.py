@@ -376,6 +376,28 @@ def test_transform_follows_every_change_of_the_statistics():
     np.testing.assert_allclose(est.transform(A), expected_transform(est, A))
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_remembered_constants_follow_reassigned_attributes(dtype):
+    X = GOOD.astype(dtype)
+    est = BatchNormalizer().fit(GOOD)
+    est.transform(X)  # remembers 1 / scale_ and the split of mean_
+    est.transform(X.astype(np.float64 if dtype == np.float32 else np.float32))
+    est.mean_ = est.mean_ + 1.0
+    est.scale_ = est.scale_ * 2.0
+    expected = BatchNormalizer().fit(GOOD).transform(X - 1.0) / 2.0
+    np.testing.assert_allclose(est.transform(X), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_remembered_constants_are_not_pickled():
+    est = BatchNormalizer().fit(GOOD)
+    size = len(pickle.dumps(est))
+    est.transform(GOOD)
+    est.transform(GOOD.astype(np.float32))
+    assert len(pickle.dumps(est)) == size
+    restored = pickle.loads(pickle.dumps(est))
+    np.testing.assert_array_equal(restored.transform(GOOD), est.transform(GOOD))
+
+
 def test_transform_does_not_change_the_estimator():
     est = BatchNormalizer().fit(GOOD)
     before = dict(est.__dict__)
