@@ -113,9 +113,9 @@ class RobustNormalizer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
     sketch_size  eps at 99 %  measured  values kept per feature, n = 10**6
                  (guarantee)  (worst)   (bound / measured)
     ===========  ===========  ========  ==================================
-    128          3.6 %        1.0 %     1,911 / 520
-    512          0.90 %       0.28 %    6,620 / 2,080
-    2048         0.22 %       0.06 %    22,387 / 7,744
+    128          3.6 %        0.67 %    1,911 / 520
+    512          0.90 %       0.22 %    6,620 / 2,080
+    2048         0.22 %       0.05 %    22,387 / 7,744
     ===========  ===========  ========  ==================================
 
     "measured" is the worst rank error over 7 streams of 10**6 rows (normal,
