@@ -364,3 +364,20 @@ def test_infinity_is_refused_and_reported(bad):
         _kll.update_sketch(sketch, X, on_infinity=lambda: calls.append(1))
     assert calls == [1]
     assert sketch.counts.sum() == 0
+
+
+def test_batches_smaller_than_the_sketch_size():
+    # Values then reach the levels one small batch at a time (no batch is
+    # compacted on its own): the bound and the memory limit still hold.
+    rng = np.random.default_rng(9)
+    k, n = 64, 30_000
+    X = np.column_stack([rng.standard_cauchy(n), np.sort(rng.standard_normal(n))])
+    sketch = sketch_of(X, 10, k=k)
+    np.testing.assert_array_equal(_kll.sketch_counts(sketch), n)
+    assert sketch.counts.max() <= k
+    bound = _kll.rank_error_bound(k, 0.01)
+    X_sorted = np.sort(X, axis=0)
+    for q, values in zip(
+        QUANTILES, _kll.sketch_quantiles(sketch, QUANTILES), strict=True
+    ):
+        assert rank_errors(X_sorted, values, q).max() <= bound
