@@ -512,15 +512,15 @@ class BatchNormalizer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         """
         with_mean, with_std, clip = self.with_mean, self.with_std, self.clip
         center, center_lo, inv_scale = self._transform_constants_for(X.dtype)
-        n_samples = X.shape[0]
-        rows = _stats.block_rows(X.shape[1])
+        n_samples, n_features = X.shape
+        rows = _stats.block_rows(n_features)
         one_block = n_samples <= rows
         for start in (0,) if one_block else range(0, n_samples, rows):
             if one_block:
                 src, dst = X, out
             else:
                 src, dst = X[start : start + rows], out[start : start + rows]
-            if check_infinity and not np.isfinite(src).all():
+            if check_infinity and np.count_nonzero(np.isfinite(src)) != src.size:
                 check_infinity_allow_nan(X, type(self).__name__)
                 check_infinity = False
             if with_mean:
