@@ -202,10 +202,8 @@ def _block_moments(
     # Silent first pass: a NaN or infinity in its sums is handled right after,
     # by on_nonfinite and the NaN-aware pass, not by a floating-point warning.
     with np.errstate(invalid="ignore", over="ignore"):
-        if work is None:
-            d = np.subtract(X, shift, dtype=np.float64)
-        else:
-            d = np.subtract(X, shift, out=work)
+        # Into a C-ordered array: the sums then do not depend on X's layout.
+        d = np.subtract(X, shift, out=np.empty(X.shape) if work is None else work)
         total = np.dot(w, d)
         finite = math.isfinite(np.add.reduce(total))
     if finite:

@@ -153,6 +153,21 @@ def test_fast_and_general_paths_agree_exactly(monkeypatch, dtype, params, nan):
     np.testing.assert_array_equal(fast.inverse_transform(out), general_back)
 
 
+@pytest.mark.parametrize("params", [{}, {"momentum": 0.5}, {"half_life": 9.0}])
+@pytest.mark.parametrize("block_rows", [None, 16])
+def test_statistics_do_not_depend_on_memory_layout(monkeypatch, params, block_rows):
+    if block_rows is not None:
+        monkeypatch.setattr(_stats, "_BLOCK_BYTES", 8 * 5 * block_rows)
+    X = np.random.default_rng(8).standard_normal((100, 5)) * [1, 1e3, 1e-3, 7, 1e6]
+    by_row = BatchNormalizer(**params).fit(X).partial_fit(X[:40])
+    by_column = BatchNormalizer(**params).fit(np.asfortranarray(X))
+    by_column.partial_fit(np.asfortranarray(X[:40]))
+    assert_same_state(by_row, by_column)
+    np.testing.assert_array_equal(
+        by_row.transform(X), by_column.transform(np.asfortranarray(X))
+    )
+
+
 def test_fast_stream_matches_longdouble():
     rng = np.random.default_rng(2)
     X = 1e9 + rng.standard_normal((20_000, 4))
