@@ -18,8 +18,8 @@ them in turn, so that a change of machine load hits all of them alike. The
 table reports the median time per call over the rounds and the median over
 rounds of each ratio measured within one round.
 
-Run ``python benchmarks/bench_stream.py`` for the full table and plot (a few
-minutes), ``--quick`` for a smoke run that prints a small table and writes
+Run ``python benchmarks/bench_stream.py`` for the full table and plot (about
+a minute), ``--quick`` for a smoke run that prints a small table and writes
 nothing unless ``--out`` is given.
 """
 
@@ -302,7 +302,7 @@ def main(argv=None):
         type=Path,
         default=None,
         help="folder for bench_stream.md and bench_stream.png "
-        "(default: benchmarks/results, or nothing written with --quick)",
+        "(default: this script's folder, or nothing written with --quick)",
     )
     parser.add_argument("--rounds", type=int, default=None)
     args = parser.parse_args(argv)
@@ -326,7 +326,7 @@ def main(argv=None):
         }
     out = args.out
     if out is None and not args.quick:
-        out = Path(__file__).resolve().parent / "results"
+        out = Path(__file__).resolve().parent
     load_before = os.getloadavg()
     started = time.time()
     rows, memory, has_torch, has_river = run(**config)
@@ -350,7 +350,7 @@ def main(argv=None):
         (out / "bench_stream.md").write_text(report)
         if _optional("matplotlib") is not None:
             plot(rows, out / "bench_stream.png")
-        print(f"wrote {out / 'bench_stream.md'}", file=sys.stderr)
+        print("wrote bench_stream.md and bench_stream.png", file=sys.stderr)
     return 0
 
 
