@@ -277,7 +277,12 @@ def merge_moments(old: Moments, new: Moments) -> Moments:
     """
     weight = old.weight + new.weight
     delta = new.mean - old.mean
-    frac_new = _safe_divide(new.weight, weight)
+    if isinstance(new.weight, float) and new.weight > 0:
+        # One positive weight for every feature (a batch without NaN): no
+        # feature has W == 0.
+        frac_new = new.weight / weight
+    else:
+        frac_new = _safe_divide(new.weight, weight)
     mean = old.mean + delta * frac_new
     m2 = old.m2 + new.m2 + delta * delta * old.weight * frac_new
     return Moments(weight, mean, m2)
@@ -574,8 +579,8 @@ def state_mean_var(state: StreamState | EmaState) -> tuple[Array, Array]:
         return state_mean(state), state_var(state)
     m = state.moments
     if np.count_nonzero(m.weight) == m.weight.size:
-        var = m.m2 / m.weight
-        return state.shift + m.mean, np.maximum(var, 0.0, out=var)
+        # M2 is a sum of non-negative terms here: no clipping at 0 needed.
+        return state.shift + m.mean, m.m2 / m.weight
     return state_mean(state), state_var(state)
 
 
