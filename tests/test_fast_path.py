@@ -12,6 +12,7 @@ import warnings
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 import sklearn
 from sklearn.preprocessing import StandardScaler
 
@@ -258,6 +259,7 @@ INPUTS = {
     "float16": GOOD.astype(np.float16),
     "one row": GOOD[:1] + 2,
     "empty": np.empty((0, 3)),
+    "sparse": sp.csr_matrix(GOOD),
 }
 METHODS = ["partial_fit", "transform", "inverse_transform"]
 
