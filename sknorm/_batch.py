@@ -264,7 +264,9 @@ class BatchNormalizer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
             from ._dask import learn_dask  # dask is an optional extra
 
             return learn_dask(self, X, sample_weight, reset, need_weight)
-        snapshot = dict(self.__dict__)
+        # A plain batch changes nothing before _publish's single update, so
+        # there is nothing to restore; validate_data may set attributes.
+        snapshot = None if plain else dict(self.__dict__)
         try:
             mode = self._mode()
             if not plain:
@@ -301,9 +303,10 @@ class BatchNormalizer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
             state = self._update(mode, old, X, sample_weight, on_nonfinite)
             self._publish(state)
         except BaseException:
-            # Nothing is lost: validate_data may already have set attributes.
-            self.__dict__.clear()
-            self.__dict__.update(snapshot)
+            # Nothing is lost.
+            if snapshot is not None:
+                self.__dict__.clear()
+                self.__dict__.update(snapshot)
             raise
         return self
 
@@ -388,22 +391,29 @@ class BatchNormalizer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         return _stats.update_exact(old, X, sample_weight, on_nonfinite=on_nonfinite)
 
     def _publish(self, state):
-        """Set the public fitted attributes from a statistics state."""
+        """Set the fitted attributes from a statistics state, in one update."""
+        self.__dict__.update(self._fitted_attributes(state))
+
+    def _fitted_attributes(self, state) -> dict:
         count = state.count
-        self.n_samples_seen_ = (
-            int(count[0])
-            if count.size and not np.count_nonzero(count - count[0])
-            else count.copy()
-        )
         mean, var = _stats.state_mean_var(state)
-        self.mean_ = mean if (self.with_mean or self.with_std) else None
-        self.var_ = var if self.with_std else None
-        self.scale_ = scale_from_var(var, self.eps) if self.with_std else None
-        self.weight_sum_ = (
-            state.weight if isinstance(state, _stats.EmaState) else state.moments.weight
-        )
-        self._state = state
-        self._transform_constants = {}  # filled by transform
+        return {
+            "n_samples_seen_": (
+                int(count[0])
+                if count.size and not np.count_nonzero(count - count[0])
+                else count.copy()
+            ),
+            "mean_": mean if (self.with_mean or self.with_std) else None,
+            "var_": var if self.with_std else None,
+            "scale_": scale_from_var(var, self.eps) if self.with_std else None,
+            "weight_sum_": (
+                state.weight
+                if isinstance(state, _stats.EmaState)
+                else state.moments.weight
+            ),
+            "_state": state,
+            "_transform_constants": {},  # filled by transform
+        }
 
     def merge(self, other):
         """Combine with a normalizer fitted on disjoint data; return self.
