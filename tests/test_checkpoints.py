@@ -1,0 +1,159 @@
+"""Checkpoints (pickle, skops) at any point of a stream; concurrent transform."""
+
+import copy
+import pickle
+import threading
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from sknorm import BatchNormalizer
+from sknorm._checkpoint import FORMAT_KEY, FORMAT_VERSION
+
+MODES = [{}, {"momentum": 0.2}, {"half_life": 13.0}, {"with_mean": False}]
+
+
+def batches_for(seed, n_batches):
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n_batches):
+        # At least 2 rows: the momentum mode refuses 1-row batches.
+        X = rng.standard_normal((int(rng.integers(2, 9)), 3)) * [1, 1e3, 1e-3] + 1e5
+        X[rng.random(X.shape) < 0.1] = np.nan
+        out.append(X)
+    return out
+
+
+def assert_identical(a, b):
+    for name in ("mean_", "var_", "scale_", "weight_sum_", "n_samples_seen_"):
+        np.testing.assert_array_equal(getattr(a, name), getattr(b, name), err_msg=name)
+
+
+def pickle_round_trip(est):
+    return pickle.loads(pickle.dumps(est))
+
+
+def skops_round_trip(est):
+    sio = pytest.importorskip("skops.io")
+    blob = sio.dumps(est)
+    # The minimal trusted list: the estimator class and nothing else of sknorm.
+    untrusted = sio.get_untrusted_types(data=blob)
+    assert untrusted == ["sknorm._batch.BatchNormalizer"], untrusted
+    return sio.loads(blob, trusted=untrusted)
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    n_batches=st.integers(1, 8),
+    cut=st.integers(1, 8),
+    mode=st.sampled_from(range(len(MODES))),
+    how=st.sampled_from(["pickle", "deepcopy"]),
+)
+def test_resume_from_a_checkpoint_is_bit_identical(seed, n_batches, cut, mode, how):
+    batches = batches_for(seed, n_batches)
+    cut = min(cut, n_batches)
+    params = MODES[mode]
+    uninterrupted = BatchNormalizer(**params)
+    for b in batches:
+        uninterrupted.partial_fit(np.abs(b) if "with_mean" in params else b)
+    resumed = BatchNormalizer(**params)
+    for b in batches[:cut]:
+        resumed.partial_fit(np.abs(b) if "with_mean" in params else b)
+    resumed = pickle_round_trip(resumed) if how == "pickle" else copy.deepcopy(resumed)
+    for b in batches[cut:]:
+        resumed.partial_fit(np.abs(b) if "with_mean" in params else b)
+    assert_identical(resumed, uninterrupted)
+    probe = np.nan_to_num(batches[0])
+    np.testing.assert_array_equal(
+        resumed.transform(probe), uninterrupted.transform(probe)
+    )
+
+
+@pytest.mark.parametrize("params", MODES)
+def test_skops_round_trip_mid_stream(params):
+    batches = [np.abs(b) for b in batches_for(1, 6)]
+    uninterrupted = BatchNormalizer(**params)
+    for b in batches:
+        uninterrupted.partial_fit(b)
+    resumed = BatchNormalizer(**params)
+    for b in batches[:3]:
+        resumed.partial_fit(b)
+    resumed = skops_round_trip(resumed)
+    for b in batches[3:]:
+        resumed.partial_fit(b)
+    assert_identical(resumed, uninterrupted)
+
+
+def test_unfitted_estimator_round_trips():
+    est = pickle_round_trip(BatchNormalizer(eps=1e-3))
+    assert est.get_params()["eps"] == 1e-3 and not hasattr(est, "mean_")
+
+
+def test_checkpoint_stores_plain_data_and_its_format():
+    est = BatchNormalizer().fit(np.ones((3, 2)))
+    stored = est.__getstate__()
+    assert stored[FORMAT_KEY] == FORMAT_VERSION
+    assert isinstance(stored["_state"], dict)
+    assert all(isinstance(v, (np.ndarray, int, str)) for v in stored["_state"].values())
+
+
+def test_checkpoint_from_a_newer_sknorm_is_refused_clearly():
+    est = BatchNormalizer().fit(np.ones((3, 2)))
+    stored = est.__getstate__()
+    stored[FORMAT_KEY] = FORMAT_VERSION + 1
+    fresh = BatchNormalizer.__new__(BatchNormalizer)
+    with pytest.raises(ValueError, match="newer than format .* Upgrade sknorm"):
+        fresh.__setstate__(stored)
+
+
+def test_unversioned_checkpoint_is_upgraded():
+    # Format 0 pickled the in-memory state (a named tuple) without a version.
+    X = np.random.default_rng(0).standard_normal((20, 2))
+    for params in ({}, {"momentum": 0.5}):
+        est = BatchNormalizer(**params).fit(X[:10])
+        legacy = dict(est.__dict__)
+        assert FORMAT_KEY not in legacy
+        loaded = BatchNormalizer.__new__(BatchNormalizer)
+        loaded.__setstate__(legacy)
+        loaded.partial_fit(X[10:])
+        est.partial_fit(X[10:])
+        assert_identical(loaded, est)
+
+
+def test_damaged_checkpoint_is_refused():
+    est = BatchNormalizer().fit(np.ones((3, 2)))
+    stored = est.__getstate__()
+    stored["_state"] = "garbage"
+    with pytest.raises(ValueError, match="damaged"):
+        BatchNormalizer.__new__(BatchNormalizer).__setstate__(stored)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_concurrent_transform_equals_single_threaded(dtype):
+    rng = np.random.default_rng(5)
+    est = BatchNormalizer(clip=4.0).fit(rng.standard_normal((500, 8)) * 3 + 7)
+    inputs = [
+        (rng.standard_normal((int(rng.integers(1, 300)), 8)) * 3 + 7).astype(dtype)
+        for _ in range(64)
+    ]
+    expected = [est.transform(X) for X in inputs]
+    results = [None] * len(inputs)
+    barrier = threading.Barrier(8)
+
+    def work(worker):
+        barrier.wait()
+        for _ in range(5):
+            for i in range(worker, len(inputs), 8):
+                results[i] = est.transform(inputs[i])
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for got, want in zip(results, expected, strict=True):
+        np.testing.assert_array_equal(got, want)
+        assert got.dtype == dtype
