@@ -12,6 +12,7 @@ from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from . import _stats
+from ._checkpoint import dump_estimator_state, load_estimator_state
 from ._compat import _fit_context, validate_params
 from ._validation import (
     check_infinity_allow_nan,
@@ -299,8 +300,18 @@ class BatchNormalizer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
                 old = self._empty_state(mode, X.shape[1])
             elif not mode_kept:
                 self._check_state_matches(old, mode)
+            if mode == "momentum" and X.shape[0] < 2:
+                raise ValueError(
+                    f"The momentum mode needs at least 2 samples per batch, got "
+                    f"{X.shape[0]} sample: the unbiased batch variance it averages "
+                    "is undefined for 1 sample (torch.nn.BatchNorm1d refuses it "
+                    "too). Group rows into batches, or use the exact or half_life "
+                    "mode for a stream of single rows."
+                )
             on_nonfinite = partial(check_no_infinity, X) if defer_infinity else None
-            state = self._update(mode, old, X, sample_weight, on_nonfinite)
+            # Overflow is reported as a ValueError by _publish, not as warnings.
+            with np.errstate(over="ignore", invalid="ignore"):
+                state = self._update(mode, old, X, sample_weight, on_nonfinite)
             self._publish(state)
         except BaseException:
             # Nothing is lost.
@@ -397,6 +408,10 @@ class BatchNormalizer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
     def _fitted_attributes(self, state) -> dict:
         count = state.count
         mean, var = _stats.state_mean_var(state)
+        # One sum answers for the common case; NaN (no data yet) or a huge
+        # variance sends it to the exact per-feature test.
+        if not np.isfinite(np.add.reduce(var)):
+            _raise_if_overflowed(state)
         return {
             "n_samples_seen_": (
                 int(count[0])
@@ -470,7 +485,8 @@ class BatchNormalizer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
             )
         self._check_state_matches(other._state, mode)
         half_life = self.half_life if mode == "half_life" else None
-        state = _stats.merge_stream_states(self._state, other._state, half_life)
+        with np.errstate(over="ignore", invalid="ignore"):
+            state = _stats.merge_stream_states(self._state, other._state, half_life)
         self._publish(state)
         return self
 
@@ -575,12 +591,14 @@ class BatchNormalizer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         return entry[2:]
 
     def __getstate__(self):
+        # A checkpoint holds plain, versioned data (see _checkpoint), and no
+        # memo of transform constants, which is rebuilt on demand.
         state = dict(super().__getstate__())
         state.pop("_transform_constants", None)
-        return state
+        return dump_estimator_state(state)
 
     def __setstate__(self, state):
-        super().__setstate__(state)
+        super().__setstate__(load_estimator_state(state, type(self).__name__))
         if "_state" in self.__dict__:
             self._transform_constants = {}
 
@@ -647,6 +665,18 @@ class BatchNormalizer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         tags.input_tags.sparse = not self.with_mean
         tags.transformer_tags.preserves_dtype = ["float64", "float32"]
         return tags
+
+
+def _raise_if_overflowed(state) -> None:
+    bad = np.flatnonzero(_stats.overflowed(state))
+    if bad.size:
+        shown = ", ".join(str(j) for j in bad[:10]) + (" ..." if bad.size > 10 else "")
+        raise ValueError(
+            f"The statistics of feature(s) {shown} overflow float64: their spread "
+            "is beyond about 1e154, so their variance cannot be represented. "
+            "Rescale those features (e.g. divide them by a power of 10) before "
+            "normalizing. The normalizer was left unchanged."
+        )
 
 
 def _subtract_mean(X: np.ndarray, mean: np.ndarray) -> None:

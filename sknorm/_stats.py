@@ -49,6 +49,7 @@ __all__ = [
     "merge_stream_states",
     "empty_ema_state",
     "update_momentum",
+    "overflowed",
     "state_mean",
     "state_var",
     "state_mean_var",
@@ -571,6 +572,21 @@ def update_momentum(
         old.count + count,
         old.n_rows + X.shape[0],
     )
+
+
+def overflowed(state: StreamState | EmaState) -> NDArray[np.bool_]:
+    """Features whose statistics are no longer finite numbers.
+
+    With finite input that happens only when the spread of a feature is so
+    large (beyond about 1e154) that its variance overflows float64.
+    """
+    if isinstance(state, EmaState):
+        bad_mean = (state.mean_updates > 0) & ~np.isfinite(state.shift + state.mean)
+        bad_var = (state.var_updates > 0) & ~np.isfinite(state.var)
+        return bad_mean | bad_var
+    m = state.moments
+    finite = np.isfinite(state.shift + m.mean) & np.isfinite(m.m2)
+    return (m.weight > 0) & ~finite
 
 
 def state_mean_var(state: StreamState | EmaState) -> tuple[Array, Array]:

@@ -104,9 +104,17 @@ def test_momentum_first_batch_has_no_warm_up_bias():
     np.testing.assert_allclose(est.var_, X.var(0, ddof=1))
 
 
-def test_momentum_one_row_batch_updates_mean_only():
+def test_momentum_refuses_one_row_batches_and_keeps_state():
     est = BatchNormalizer(momentum=0.5).partial_fit(np.array([[0.0], [2.0]]))
-    est.partial_fit(np.array([[5.0]]))
+    with pytest.raises(ValueError, match="at least 2 samples per batch, got 1"):
+        est.partial_fit(np.array([[5.0]]))
+    np.testing.assert_array_equal(est.mean_, [1.0])
+    np.testing.assert_array_equal(est.var_, [2.0])
+
+
+def test_momentum_feature_with_one_value_updates_its_mean_only():
+    est = BatchNormalizer(momentum=0.5).partial_fit(np.array([[0.0], [2.0]]))
+    est.partial_fit(np.array([[5.0], [np.nan]]))
     np.testing.assert_allclose(est.mean_, [3.0])
     np.testing.assert_allclose(est.var_, [2.0])  # unbiased variance undefined
 
