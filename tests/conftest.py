@@ -7,9 +7,15 @@ Profiles (``--hypothesis-profile NAME`` or ``SKNORM_HYPOTHESIS_PROFILE``):
 """
 
 import os
-from collections import Counter
 
-from hypothesis import HealthCheck, settings
+# scikit-learn's estimator checks include one that enables array API dispatch
+# with NumPy input and compares the results; SciPy needs this variable, read
+# when it is first imported, for that check to run instead of being skipped.
+os.environ.setdefault("SCIPY_ARRAY_API", "1")
+
+from collections import Counter  # noqa: E402
+
+from hypothesis import HealthCheck, settings  # noqa: E402
 
 settings.register_profile(
     "ci",
