@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from functools import partial
 from numbers import Real
 
@@ -12,6 +13,7 @@ from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from . import _stats
+from ._atomic import check_mergeable, unchanged_on_error
 from ._checkpoint import dump_estimator_state, load_estimator_state
 from ._compat import _fit_context, validate_params
 from ._validation import (
@@ -267,8 +269,7 @@ class BatchNormalizer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
             return learn_dask(self, X, sample_weight, reset, need_weight)
         # A plain batch changes nothing before _publish's single update, so
         # there is nothing to restore; validate_data may set attributes.
-        snapshot = None if plain else dict(self.__dict__)
-        try:
+        with nullcontext() if plain else unchanged_on_error(self):
             mode = self._mode()
             if not plain:
                 X = self._validate_batch(X, reset=reset, check_infinity=False)
@@ -313,12 +314,6 @@ class BatchNormalizer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
             with np.errstate(over="ignore", invalid="ignore"):
                 state = self._update(mode, old, X, sample_weight, on_nonfinite)
             self._publish(state)
-        except BaseException:
-            # Nothing is lost.
-            if snapshot is not None:
-                self.__dict__.clear()
-                self.__dict__.update(snapshot)
-            raise
         return self
 
     def _is_plain_batch(self, X) -> bool:
@@ -449,39 +444,13 @@ class BatchNormalizer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         self : BatchNormalizer
             The merged normalizer.
         """
-        check_is_fitted(self)
-        if not isinstance(other, BatchNormalizer):
-            raise TypeError(
-                f"merge expects a fitted BatchNormalizer, got {type(other).__name__}."
-            )
-        check_is_fitted(other)
+        check_mergeable(self, other)
         mode = self._mode()
         if mode == "momentum":
             raise ValueError(
                 "merge is not defined for the momentum mode: its statistics "
                 "depend on the order of batches, not only on the data. Use the "
                 "exact or half_life mode."
-            )
-        ours = {k: v for k, v in self.get_params().items() if k != "copy"}
-        theirs = {k: v for k, v in other.get_params().items() if k != "copy"}
-        if ours != theirs:
-            raise ValueError(
-                f"Cannot merge normalizers with different parameters: {ours} vs "
-                f"{theirs}."
-            )
-        if self.n_features_in_ != other.n_features_in_:
-            raise ValueError(
-                f"Cannot merge: self has {self.n_features_in_} features, other has "
-                f"{other.n_features_in_}."
-            )
-        names_self = getattr(self, "feature_names_in_", None)
-        names_other = getattr(other, "feature_names_in_", None)
-        if (names_self is None) != (names_other is None) or (
-            names_self is not None and not np.array_equal(names_self, names_other)
-        ):
-            raise ValueError(
-                "Cannot merge: the two normalizers were fitted on different "
-                "feature names."
             )
         self._check_state_matches(other._state, mode)
         half_life = self.half_life if mode == "half_life" else None

@@ -31,6 +31,7 @@ from sklearn.utils import check_array
 from sklearn.utils.validation import validate_data
 
 from . import _stats
+from ._atomic import unchanged_on_error
 from ._batch import _FLOAT_DTYPES
 from ._validation import check_no_infinity, check_sample_weight
 
@@ -59,8 +60,7 @@ def learn_dask(estimator, X, sample_weight, reset: bool, need_weight: bool):
     The state is published only once the whole graph has been computed; if
     anything raises, the estimator is left exactly as it was.
     """
-    snapshot = dict(estimator.__dict__)
-    try:
+    with unchanged_on_error(estimator):
         mode = estimator._mode()
         X, dtype, n_features = _validate_collection(estimator, X, reset=reset)
         blocks = _row_blocks(X)
@@ -93,10 +93,6 @@ def learn_dask(estimator, X, sample_weight, reset: bool, need_weight: bool):
             half_life = estimator.half_life if mode == "half_life" else None
             state = _stats.merge_stream_states(old, state, half_life)
         estimator._publish(state)
-    except BaseException:
-        estimator.__dict__.clear()
-        estimator.__dict__.update(snapshot)
-        raise
     return estimator
 
 

@@ -13,6 +13,7 @@ from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from . import _rowstats
+from ._atomic import unchanged_on_error
 from ._batch import SparseCenteringError
 from ._compat import _fit_context, validate_params
 from ._rowstats import GroupStats
@@ -96,14 +97,8 @@ class _RowNormalizer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         return self._learn(X, reset=first_call)
 
     def _learn(self, X, reset):
-        snapshot = dict(self.__dict__)
-        try:
+        with unchanged_on_error(self):
             self._validate_rows(X, reset=reset)
-        except BaseException:
-            # Nothing is lost: validate_data may already have set attributes.
-            self.__dict__.clear()
-            self.__dict__.update(snapshot)
-            raise
         return self
 
     def _validate_rows(self, X, reset):

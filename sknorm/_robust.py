@@ -13,6 +13,7 @@ from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from . import _kll
+from ._atomic import check_mergeable, unchanged_on_error
 from ._batch import split_float32
 from ._compat import _fit_context, validate_params
 from ._validation import check_no_infinity
@@ -220,8 +221,7 @@ class RobustNormalizer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         return self._learn(X, reset=first_call)
 
     def _learn(self, X, reset):
-        snapshot = dict(self.__dict__)
-        try:
+        with unchanged_on_error(self):
             settings = self._statistics_settings()
             if reset or not self._is_plain_batch(X):
                 X = validate_data(
@@ -251,11 +251,6 @@ class RobustNormalizer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
                 old, X, on_infinity=partial(check_no_infinity, X)
             )
             self._publish(sketch, settings)
-        except BaseException:
-            # Nothing is lost: validate_data may already have set attributes.
-            self.__dict__.clear()
-            self.__dict__.update(snapshot)
-            raise
         return self
 
     def _is_plain_batch(self, X) -> bool:
@@ -370,34 +365,7 @@ class RobustNormalizer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         self : RobustNormalizer
             The merged normalizer.
         """
-        check_is_fitted(self)
-        if not isinstance(other, RobustNormalizer):
-            raise TypeError(
-                f"merge expects a fitted RobustNormalizer, got {type(other).__name__}."
-            )
-        check_is_fitted(other)
-        ignored = ("copy", "random_state")
-        ours = {k: v for k, v in self.get_params().items() if k not in ignored}
-        theirs = {k: v for k, v in other.get_params().items() if k not in ignored}
-        if ours != theirs:
-            raise ValueError(
-                f"Cannot merge normalizers with different parameters: {ours} vs "
-                f"{theirs}."
-            )
-        if self.n_features_in_ != other.n_features_in_:
-            raise ValueError(
-                f"Cannot merge: self has {self.n_features_in_} features, other has "
-                f"{other.n_features_in_}."
-            )
-        names_self = getattr(self, "feature_names_in_", None)
-        names_other = getattr(other, "feature_names_in_", None)
-        if (names_self is None) != (names_other is None) or (
-            names_self is not None and not np.array_equal(names_self, names_other)
-        ):
-            raise ValueError(
-                "Cannot merge: the two normalizers were fitted on different "
-                "feature names."
-            )
+        check_mergeable(self, other, ignored_params=("copy", "random_state"))
         if self._sketch.k != other._sketch.k:
             raise ValueError(
                 f"Cannot merge: the sketches have sizes {self._sketch.k} and "
