@@ -310,9 +310,9 @@ class BatchNormalizer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
                     "mode for a stream of single rows."
                 )
             on_nonfinite = partial(check_no_infinity, X) if defer_infinity else None
-            # Overflow is reported as a ValueError by _publish, not as warnings.
-            with np.errstate(over="ignore", invalid="ignore"):
-                state = self._update(mode, old, X, sample_weight, on_nonfinite)
+            # Overflow is reported as a ValueError by _publish (the _stats
+            # updates run without floating-point warnings).
+            state = self._update(mode, old, X, sample_weight, on_nonfinite)
             self._publish(state)
         return self
 
@@ -454,8 +454,7 @@ class BatchNormalizer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
             )
         self._check_state_matches(other._state, mode)
         half_life = self.half_life if mode == "half_life" else None
-        with np.errstate(over="ignore", invalid="ignore"):
-            state = _stats.merge_stream_states(self._state, other._state, half_life)
+        state = _stats.merge_stream_states(self._state, other._state, half_life)
         self._publish(state)
         return self
 

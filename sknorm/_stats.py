@@ -23,6 +23,7 @@ infinity is learned from its column sums, which the mean needs anyway.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from typing import NamedTuple
@@ -56,6 +57,20 @@ __all__ = [
 ]
 
 
+# The public entry points run silently: a NaN or infinity in the first pass's
+# sums is handled right after (on_nonfinite and the NaN-aware pass), and a
+# statistic that overflows is reported by the caller (see ``overflowed``),
+# not by floating-point warnings from deep inside. One context per call, made
+# afresh: NumPy 1.x keeps an errstate's saved state on the instance.
+def _silent(func):
+    @functools.wraps(func)
+    def silent(*args, **kwargs):
+        with np.errstate(over="ignore", invalid="ignore"):
+            return func(*args, **kwargs)
+
+    return silent
+
+
 class Moments(NamedTuple):
     """Weighted moments of a set of samples, per feature, relative to a shift.
 
@@ -86,6 +101,7 @@ _ONES = np.ones(_BLOCK_BYTES // 8)
 _ONES.setflags(write=False)
 
 
+@_silent
 def batch_moments(
     X: NDArray,
     shift: Array,
@@ -200,13 +216,10 @@ def _block_moments(
     """
     n_samples = X.shape[0]
     w = _ONES[:n_samples] if sample_weight is None else sample_weight
-    # Silent first pass: a NaN or infinity in its sums is handled right after,
-    # by on_nonfinite and the NaN-aware pass, not by a floating-point warning.
-    with np.errstate(invalid="ignore", over="ignore"):
-        # Into a C-ordered array: the sums then do not depend on X's layout.
-        d = np.subtract(X, shift, out=np.empty(X.shape) if work is None else work)
-        total = np.dot(w, d)
-        finite = math.isfinite(np.add.reduce(total))
+    # Into a C-ordered array: the sums then do not depend on X's layout.
+    d = np.subtract(X, shift, out=np.empty(X.shape) if work is None else work)
+    total = np.dot(w, d)
+    finite = math.isfinite(np.add.reduce(total))
     if finite:
         # No NaN anywhere (a NaN would have propagated into the sums).
         weight = float(n_samples) if sample_weight is None else float(w.sum())
@@ -414,6 +427,7 @@ def _absorb(
     )
 
 
+@_silent
 def update_exact(
     old: StreamState,
     X: NDArray,
@@ -457,6 +471,7 @@ def _update_exact_one_block(old: StreamState, X: NDArray) -> StreamState | None:
     )
 
 
+@_silent
 def update_half_life(
     old: StreamState,
     X: NDArray,
@@ -482,6 +497,7 @@ def update_half_life(
     return _absorb(aged, X, row_weight, on_nonfinite)
 
 
+@_silent
 def merge_stream_states(
     old: StreamState, new: StreamState, half_life: float | None = None
 ) -> StreamState:
@@ -529,6 +545,7 @@ def empty_ema_state(n_features: int) -> EmaState:
     return EmaState(zeros, zeros, zeros, izeros, izeros, zeros, izeros, 0)
 
 
+@_silent
 def update_momentum(
     old: EmaState,
     X: NDArray,
