@@ -25,6 +25,9 @@ HEADERS = {
     "plot_feature_dominance.py": r"data set\s+model\s+test accuracy\s+epochs to 90%",
     "plot_streaming_mlp.py": r"model\s+before drift\s+right after\s+end",
     "plot_modes.py": r"mode\s+mean_ error\s+scale_ error",
+    "plot_group_norm.py": r"data set\s+normalizer\s+test accuracy\s+time \(s\)",
+    "plot_robust_stream.py": r"normalizer\s+center\s+scale\s+test accuracy",
+    "plot_dask_cluster.py": r"workers\s+fit \(s\)\s+transform \(s\)",
 }
 ANY_TABLE_HEADER = r"\S+ {2,}\S+"
 
