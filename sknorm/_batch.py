@@ -9,13 +9,12 @@ from numbers import Real
 import numpy as np
 import scipy.sparse as sp
 from sklearn.base import BaseEstimator, OneToOneFeatureMixin, TransformerMixin
-from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from . import _stats
 from ._atomic import check_mergeable, unchanged_on_error
 from ._checkpoint import dump_estimator_state, load_estimator_state
-from ._compat import _fit_context, validate_params
+from ._compat import Interval, _fit_context, validate_params
 from ._validation import (
     check_infinity_allow_nan,
     check_no_infinity,

@@ -6,6 +6,10 @@ that a change in scikit-learn is fixed in one place.
 
 from sklearn.base import _fit_context  # noqa: F401  (private, stable since 1.3)
 
+# The constraint types of ``_parameter_constraints``; scikit-learn has no
+# public import path for them (stable since 1.2).
+from sklearn.utils._param_validation import Interval  # noqa: F401
+
 
 def validate_params(estimator) -> None:
     """Check an estimator's parameters against its ``_parameter_constraints``."""

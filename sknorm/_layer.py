@@ -9,13 +9,12 @@ import numpy as np
 import scipy.sparse as sp
 from sklearn.base import BaseEstimator, OneToOneFeatureMixin, TransformerMixin
 from sklearn.utils import check_array
-from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from . import _rowstats
 from ._atomic import unchanged_on_error
 from ._batch import SparseCenteringError
-from ._compat import _fit_context, validate_params
+from ._compat import Interval, _fit_context, validate_params
 from ._rowstats import GroupStats
 from ._validation import check_no_infinity
 

@@ -9,13 +9,12 @@ import numpy as np
 from scipy import stats
 from sklearn.base import BaseEstimator, OneToOneFeatureMixin, TransformerMixin
 from sklearn.utils import check_random_state
-from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from . import _kll
 from ._atomic import check_mergeable, unchanged_on_error
 from ._batch import split_float32
-from ._compat import _fit_context, validate_params
+from ._compat import Interval, _fit_context, validate_params
 from ._validation import check_no_infinity
 
 _FLOAT_DTYPES = (np.float64, np.float32)
