@@ -368,6 +368,13 @@ def _momentum_step(
     X, weight = _block_arrays(block, weight, dtype, n_features, assume_finite)
     if not X.shape[0]:
         return old
+    if X.shape[0] < 2:
+        # As BatchNormalizer.partial_fit: the unbiased batch variance needs 2.
+        raise ValueError(
+            "The momentum mode needs at least 2 samples per batch, and every "
+            "row block of a dask collection is one batch: got a block of 1 "
+            "sample. Rechunk the rows into larger blocks."
+        )
     state = _stats.update_momentum(old.state, X, momentum, weight)
     return BlockSummary(state, old.has_weight or _has_weight(X, weight))
 

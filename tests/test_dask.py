@@ -174,6 +174,11 @@ def test_any_row_chunking_gives_the_numpy_fit(sizes, mode, weighted):
     w = w if weighted else None
     Xd = da.from_array(X, chunks=(tuple(sizes), 3))
     wd = None if w is None else da.from_array(w, chunks=(tuple(sizes),))
+    if mode == "momentum" and 1 in sizes:
+        # Every block is one batch, and the momentum mode needs 2 rows.
+        with pytest.raises(ValueError, match="block of 1 sample"):
+            BatchNormalizer(**MODES[mode]).fit(Xd, sample_weight=wd)
+        return
     norm = BatchNormalizer(**MODES[mode]).fit(Xd, sample_weight=wd)
     assert_same_fit(norm, numpy_reference(MODES[mode], X, w, sizes))
 
@@ -251,6 +256,15 @@ def test_partial_fit_momentum_continues_the_chain():
     for start, stop in [(0, 50), (50, 175), (175, 300)]:
         ref.partial_fit(X[start:stop])
     assert_same_fit(norm, ref)
+
+
+def test_momentum_refuses_a_one_row_block_and_keeps_state():
+    X, _ = make_data(n_rows=60, nan_frac=0.0)
+    norm = BatchNormalizer(momentum=0.3).partial_fit(X[:10])
+    before = pickle.dumps((norm.mean_, norm.var_, norm.n_samples_seen_))
+    with pytest.raises(ValueError, match="block of 1 sample"):
+        norm.partial_fit(da.from_array(X[10:], chunks=((49, 1), (5,))))
+    assert pickle.dumps((norm.mean_, norm.var_, norm.n_samples_seen_)) == before
 
 
 def test_numpy_sample_weight_with_dask_array():
