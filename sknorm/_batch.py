@@ -15,6 +15,7 @@ from . import _stats
 from ._atomic import check_mergeable, unchanged_on_error
 from ._checkpoint import dump_estimator_state, load_estimator_state
 from ._compat import Interval, _fit_context, validate_params
+from ._floats import scale_from_var, split_float32, subtract_in_place
 from ._validation import (
     check_infinity_allow_nan,
     check_no_infinity,
@@ -33,27 +34,6 @@ class SparseCenteringError(ValueError, TypeError):
     A ValueError, as in ``StandardScaler``; also a TypeError, the exception
     scikit-learn's checks expect from an estimator that rejects a sparse type.
     """
-
-
-def scale_from_var(var: np.ndarray, eps: float) -> np.ndarray:
-    """``sqrt(var + eps)``, with 1.0 where that is 0 (a constant feature)."""
-    scale = np.sqrt(var + eps) if eps else np.sqrt(var)
-    if np.count_nonzero(scale) != scale.size:
-        scale[scale == 0.0] = 1.0
-    return scale
-
-
-def split_float32(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Split float64 values into float32 ``hi + lo`` that sum to them closely.
-
-    Subtracting ``hi`` then ``lo`` from float32 data keeps the result accurate
-    to float32 precision even when the mean is large (1e6 + N(0, 1)), where
-    subtracting the rounded float32 mean alone would be off by up to half a
-    float32 spacing of the mean.
-    """
-    hi = values.astype(np.float32)
-    lo = (values - hi).astype(np.float32)
-    return hi, lo
 
 
 class BatchNormalizer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
@@ -605,7 +585,7 @@ class BatchNormalizer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
             if self.with_std:
                 X *= self.scale_.astype(X.dtype)
             if self.with_mean:
-                _subtract_mean(X, -self.mean_)
+                subtract_in_place(X, -self.mean_)
         return X
 
     def _validate_for_transform(self, X, copy):
@@ -644,16 +624,6 @@ def _raise_if_overflowed(state) -> None:
             "Rescale those features (e.g. divide them by a power of 10) before "
             "normalizing. The normalizer was left unchanged."
         )
-
-
-def _subtract_mean(X: np.ndarray, mean: np.ndarray) -> None:
-    """``X -= mean`` in place, to float32 precision for float32 X."""
-    if X.dtype == np.float32:
-        hi, lo = split_float32(mean)
-        X -= hi
-        X -= lo
-    else:
-        X -= mean
 
 
 def _scale_sparse_columns(X, factor: np.ndarray) -> None:

@@ -13,8 +13,8 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from . import _kll
 from ._atomic import check_mergeable, unchanged_on_error
-from ._batch import split_float32
 from ._compat import Interval, _fit_context, validate_params
+from ._floats import subtract_in_place
 from ._validation import check_no_infinity
 
 _FLOAT_DTYPES = (np.float64, np.float32)
@@ -397,7 +397,7 @@ class RobustNormalizer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         X = self._validate_for_transform(X, copy)
         center, scale = self._statistics()
         if center is not None:
-            _subtract(X, center)
+            subtract_in_place(X, center)
         if scale is not None:
             X /= scale.astype(X.dtype)
         return X
@@ -423,7 +423,7 @@ class RobustNormalizer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         if scale is not None:
             X *= scale.astype(X.dtype)
         if center is not None:
-            _subtract(X, -center)
+            subtract_in_place(X, -center)
         return X
 
     def _validate_for_transform(self, X, copy):
@@ -446,17 +446,3 @@ class RobustNormalizer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         tags.input_tags.allow_nan = True
         tags.transformer_tags.preserves_dtype = ["float64", "float32"]
         return tags
-
-
-def _subtract(X: np.ndarray, center: np.ndarray) -> None:
-    """``X -= center`` in place, to float32 precision for float32 X.
-
-    Subtracting the float32-rounded center alone would be off by up to half
-    a float32 spacing of the center (large for 1e6 + N(0, 1) data).
-    """
-    if X.dtype == np.float32:
-        hi, lo = split_float32(center)
-        X -= hi
-        X -= lo
-    else:
-        X -= center

@@ -25,11 +25,12 @@ from typing import NamedTuple
 import numpy as np
 from numpy.typing import NDArray
 
+from ._floats import scale_from_var
+
 Array = NDArray[np.float64]
 
 __all__ = [
     "GroupStats",
-    "scale_from_var",
     "dense_group_moments",
     "sparse_group_moments",
     "normalize_dense_groups",
@@ -51,13 +52,6 @@ class GroupStats(NamedTuple):
 
     center: Array
     scale: Array
-
-
-def scale_from_var(var: Array, eps: float) -> Array:
-    """``sqrt(var + eps)``, with 1.0 where that is 0 (a constant group)."""
-    scale = np.sqrt(var + eps)
-    scale[scale == 0.0] = 1.0
-    return scale
 
 
 def _group_rows(X: NDArray, n_groups: int) -> Array:
