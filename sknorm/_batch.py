@@ -17,15 +17,14 @@ from ._checkpoint import dump_estimator_state, load_estimator_state
 from ._compat import Interval, _fit_context, validate_params
 from ._floats import scale_from_var, split_float32, subtract_in_place
 from ._validation import (
+    FLOAT_DTYPES,
     check_infinity_allow_nan,
     check_no_infinity,
     check_sample_weight,
+    format_indices,
     is_dask_collection,
+    is_plain_batch,
 )
-
-_FLOAT_DTYPES = (np.float64, np.float32)
-_FLOAT64 = np.dtype(np.float64)
-_FLOAT32 = np.dtype(np.float32)
 
 
 class SparseCenteringError(ValueError, TypeError):
@@ -241,7 +240,7 @@ class BatchNormalizer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         return self._learn(X, sample_weight, reset=first_call)
 
     def _learn(self, X, sample_weight, reset, need_weight=False):
-        plain = not reset and self._is_plain_batch(X)
+        plain = not reset and is_plain_batch(self, X)
         if not plain and is_dask_collection(X):
             from ._dask import learn_dask  # dask is an optional extra
 
@@ -295,32 +294,13 @@ class BatchNormalizer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
             self._publish(state)
         return self
 
-    def _is_plain_batch(self, X) -> bool:
-        """True if ``validate_data`` would pass X through unchanged and silently.
-
-        That is a 2-D float32/float64 ndarray of native byte order, with rows,
-        as many columns as seen in fit, given to a normalizer that is fitted
-        and was not fitted with feature names (which warns). Such a batch
-        skips ``validate_data``; every other input goes through it.
-        """
-        attrs = self.__dict__
-        return (
-            type(X) is np.ndarray
-            and X.ndim == 2
-            and (X.dtype == _FLOAT64 or X.dtype == _FLOAT32)
-            and X.shape[0] > 0
-            and "_state" in attrs
-            and X.shape[1] == attrs.get("n_features_in_")
-            and "feature_names_in_" not in attrs
-        )
-
     def _validate_batch(self, X, reset, check_infinity=True):
         X = validate_data(
             self,
             X,
             reset=reset,
             accept_sparse=("csr", "csc"),
-            dtype=_FLOAT_DTYPES,
+            dtype=FLOAT_DTYPES,
             ensure_all_finite=False,
             ensure_min_samples=1,
         )
@@ -455,7 +435,7 @@ class BatchNormalizer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
             Normalized data, of the input's float dtype (float32 stays
             float32; integers become float64).
         """
-        if self._is_plain_batch(X):
+        if is_plain_batch(self, X):
             copy = self.copy if copy is None else copy
             if not copy and X.flags.writeable:
                 # In place: X must be known free of infinities before it changes.
@@ -566,7 +546,7 @@ class BatchNormalizer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         X_original : {ndarray, sparse matrix} of shape (n_samples, n_features)
             Data in the original units.
         """
-        if self._is_plain_batch(X):
+        if is_plain_batch(self, X):
             check_infinity_allow_nan(X, type(self).__name__)
             copy = self.copy if copy is None else copy
             if copy or not X.flags.writeable:
@@ -595,7 +575,7 @@ class BatchNormalizer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
             reset=False,
             accept_sparse=("csr", "csc"),
             copy=self.copy if copy is None else copy,
-            dtype=_FLOAT_DTYPES,
+            dtype=FLOAT_DTYPES,
             force_writeable=True,
             ensure_all_finite="allow-nan",
         )
@@ -617,9 +597,9 @@ class BatchNormalizer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
 def _raise_if_overflowed(state) -> None:
     bad = np.flatnonzero(_stats.overflowed(state))
     if bad.size:
-        shown = ", ".join(str(j) for j in bad[:10]) + (" ..." if bad.size > 10 else "")
         raise ValueError(
-            f"The statistics of feature(s) {shown} overflow float64: their spread "
+            f"The statistics of feature(s) {format_indices(bad)} overflow float64: "
+            "their spread "
             "is beyond about 1e154, so their variance cannot be represented. "
             "Rescale those features (e.g. divide them by a power of 10) before "
             "normalizing. The normalizer was left unchanged."

@@ -32,8 +32,12 @@ from sklearn.utils.validation import validate_data
 
 from . import _stats
 from ._atomic import unchanged_on_error
-from ._batch import _FLOAT_DTYPES
-from ._validation import check_no_infinity, check_sample_weight
+from ._validation import (
+    FLOAT_DTYPES,
+    check_no_infinity,
+    check_sample_weight,
+    format_indices,
+)
 
 # Prefix of the keys of the tasks this module adds to a graph.
 KEY_PREFIX = "sknorm"
@@ -111,7 +115,7 @@ def _validate_collection(estimator, X, reset: bool):
         estimator,
         _stand_in(X),
         reset=reset,
-        dtype=_FLOAT_DTYPES,
+        dtype=FLOAT_DTYPES,
         ensure_all_finite=False,
         ensure_min_samples=0,
     )
@@ -156,9 +160,8 @@ def _stand_in(X):
         meta = X._meta
         bad = [str(c) for c, t in meta.dtypes.items() if t.kind not in "biuf"]
         if bad:
-            shown = ", ".join(bad[:10]) + (" ..." if len(bad) > 10 else "")
             raise TypeError(
-                f"Columns {shown} of the dask DataFrame are not numeric; "
+                f"Columns {format_indices(bad)} of the dask DataFrame are not numeric; "
                 "BatchNormalizer needs real numbers. Drop or encode them first."
             )
         return meta
@@ -398,7 +401,7 @@ def transform_dask(estimator, X, inverse: bool):
         estimator,
         stand_in,
         reset=False,
-        dtype=_FLOAT_DTYPES,
+        dtype=FLOAT_DTYPES,
         ensure_all_finite="allow-nan",
         ensure_min_samples=0,
     ).dtype

@@ -16,9 +16,7 @@ from ._atomic import unchanged_on_error
 from ._batch import SparseCenteringError
 from ._compat import Interval, _fit_context, validate_params
 from ._rowstats import GroupStats
-from ._validation import check_no_infinity
-
-_FLOAT_DTYPES = (np.float64, np.float32)
+from ._validation import FLOAT_DTYPES, check_no_infinity
 
 
 def check_n_groups(n_features: int, n_groups: int) -> None:
@@ -106,7 +104,7 @@ class _RowNormalizer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
             X,
             reset=reset,
             accept_sparse="csr",
-            dtype=_FLOAT_DTYPES,
+            dtype=FLOAT_DTYPES,
             ensure_all_finite=False,
         )
         if sp.issparse(X) and self.with_mean:
@@ -378,7 +376,7 @@ def invert_group_normalization(X_tr, stats):
     X_tr = check_array(
         X_tr,
         accept_sparse="csr",
-        dtype=_FLOAT_DTYPES,
+        dtype=FLOAT_DTYPES,
         ensure_all_finite="allow-nan",
         input_name="X_tr",
     )

@@ -15,10 +15,7 @@ from . import _kll
 from ._atomic import check_mergeable, unchanged_on_error
 from ._compat import Interval, _fit_context, validate_params
 from ._floats import subtract_in_place
-from ._validation import check_no_infinity
-
-_FLOAT_DTYPES = (np.float64, np.float32)
-_NATIVE_FLOAT_DTYPES = (np.dtype(np.float64), np.dtype(np.float32))
+from ._validation import FLOAT_DTYPES, check_no_infinity, is_plain_batch
 
 
 class RobustNormalizer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
@@ -222,12 +219,12 @@ class RobustNormalizer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
     def _learn(self, X, reset):
         with unchanged_on_error(self):
             settings = self._statistics_settings()
-            if reset or not self._is_plain_batch(X):
+            if reset or not is_plain_batch(self, X):
                 X = validate_data(
                     self,
                     X,
                     reset=reset,
-                    dtype=_FLOAT_DTYPES,
+                    dtype=FLOAT_DTYPES,
                     ensure_all_finite=False,
                     ensure_min_samples=1,
                 )
@@ -251,23 +248,6 @@ class RobustNormalizer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
             )
             self._publish(sketch, settings)
         return self
-
-    def _is_plain_batch(self, X) -> bool:
-        """True if ``validate_data`` would return X unchanged and silently.
-
-        That is a non-empty 2-D float64/float32 ndarray of native byte order
-        with as many columns as seen in fit, given to a normalizer fitted
-        without feature names. Such a batch skips ``validate_data``, whose
-        overhead is a good part of the time of a ``partial_fit``.
-        """
-        return (
-            type(X) is np.ndarray
-            and X.ndim == 2
-            and X.dtype in _NATIVE_FLOAT_DTYPES
-            and X.shape[0] > 0
-            and X.shape[1] == self.__dict__.get("n_features_in_")
-            and "feature_names_in_" not in self.__dict__
-        )
 
     def _statistics_settings(self) -> dict:
         """The parameters that turn quantiles into center_ and scale_, checked."""
@@ -428,7 +408,7 @@ class RobustNormalizer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
 
     def _validate_for_transform(self, X, copy):
         copy = self.copy if copy is None else copy
-        if self._is_plain_batch(X):
+        if is_plain_batch(self, X):
             check_no_infinity(X)
             return X.copy() if copy or not X.flags.writeable else X
         return validate_data(
@@ -436,7 +416,7 @@ class RobustNormalizer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
             X,
             reset=False,
             copy=copy,
-            dtype=_FLOAT_DTYPES,
+            dtype=FLOAT_DTYPES,
             force_writeable=True,
             ensure_all_finite="allow-nan",
         )

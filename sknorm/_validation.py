@@ -13,6 +13,36 @@ import scipy.sparse as sp
 from sklearn import get_config
 from sklearn.utils import assert_all_finite
 
+# The dtypes the normalizers compute in; anything else is converted to float64.
+FLOAT_DTYPES = (np.float64, np.float32)
+_NATIVE_FLOAT_DTYPES = (np.dtype(np.float64), np.dtype(np.float32))
+
+
+def is_plain_batch(estimator, X) -> bool:
+    """True if ``validate_data(estimator, X, reset=False)`` would pass X unchanged.
+
+    That is a non-empty 2-D float64/float32 ndarray of native byte order with
+    as many columns as the fitted estimator saw, which was not fitted with
+    feature names (an ndarray would then warn). Such a batch can skip
+    ``validate_data``, whose overhead dominates calls on small batches; every
+    other input goes through it.
+    """
+    attrs = estimator.__dict__
+    return (
+        type(X) is np.ndarray
+        and X.ndim == 2
+        and X.dtype in _NATIVE_FLOAT_DTYPES
+        and X.shape[0] > 0
+        and X.shape[1] == attrs.get("n_features_in_")
+        and "feature_names_in_" not in attrs
+    )
+
+
+def format_indices(indices, limit: int = 10) -> str:
+    """``"0, 3, 7"``, cut to ``limit`` entries with ``" ..."`` after them."""
+    shown = ", ".join(str(i) for i in indices[:limit])
+    return shown + (" ..." if len(indices) > limit else "")
+
 
 def check_sample_weight(sample_weight, n_samples: int) -> np.ndarray | None:
     """Return ``sample_weight`` as a float64 array of shape (n_samples,), or None.
@@ -80,14 +110,13 @@ def check_no_infinity(X) -> None:
     if not bad.any():
         return
     if sp.issparse(X):
-        columns = np.unique(X.tocoo().col[np.isinf(X.tocoo().data)])
+        coo = X.tocoo()
+        columns = np.unique(coo.col[np.isinf(coo.data)])
     else:
         columns = np.flatnonzero(bad.any(axis=0))
-    shown = ", ".join(str(c) for c in columns[:10]) + (
-        " ..." if columns.size > 10 else ""
-    )
     raise ValueError(
-        f"Input X contains infinity in feature(s) {shown}. NaN marks a missing "
+        f"Input X contains infinity in feature(s) {format_indices(columns)}. "
+        "NaN marks a missing "
         "value and is ignored, but infinite values cannot be normalized: replace "
         "them with NaN or a finite value (e.g. np.nan_to_num or np.clip) first."
     )

@@ -2,7 +2,7 @@
 
 A fitted BatchNormalizer given a 2-D native float32/float64 ndarray of the
 fitted width skips ``validate_data``. These tests run every input rule through
-both paths (the general one forced by patching ``_is_plain_batch``) and require
+both paths (the general one forced by patching ``is_plain_batch``) and require
 the same statistics, outputs, errors and warnings.
 """
 
@@ -24,7 +24,7 @@ GOOD = np.random.default_rng(0).standard_normal((40, 3)) * [1.0, 10.0, 0.1] + 5.
 
 def general_path(monkeypatch):
     """Send every input through validate_data, as before the fast path."""
-    monkeypatch.setattr(BatchNormalizer, "_is_plain_batch", lambda self, X: False)
+    monkeypatch.setattr(sknorm._batch, "is_plain_batch", lambda estimator, X: False)
 
 
 def state_of(est):
