@@ -51,8 +51,6 @@ __all__ = [
     "empty_ema_state",
     "update_momentum",
     "overflowed",
-    "state_mean",
-    "state_var",
     "state_mean_var",
 ]
 
@@ -607,37 +605,21 @@ def overflowed(state: StreamState | EmaState) -> NDArray[np.bool_]:
 
 
 def state_mean_var(state: StreamState | EmaState) -> tuple[Array, Array]:
-    """``(state_mean(state), state_var(state))``, sharing their checks."""
-    if isinstance(state, EmaState):
-        return state_mean(state), state_var(state)
-    m = state.moments
-    if np.count_nonzero(m.weight) == m.weight.size:
-        # M2 is a sum of non-negative terms here: no clipping at 0 needed.
-        return state.shift + m.mean, m.m2 / m.weight
-    return state_mean(state), state_var(state)
-
-
-def state_mean(state: StreamState | EmaState) -> Array:
-    """Mean of the stream; NaN for a feature that has no data yet."""
-    if isinstance(state, EmaState):
-        return np.where(state.mean_updates > 0, state.shift + state.mean, np.nan)
-    m = state.moments
-    if np.count_nonzero(m.weight) == m.weight.size:
-        return state.shift + m.mean
-    return np.where(m.weight > 0, state.shift + m.mean, np.nan)
-
-
-def state_var(state: StreamState | EmaState) -> Array:
-    """Variance of the stream; NaN for a feature that has no data yet.
+    """Mean and variance of the stream; NaN for a feature that has no data yet.
 
     Biased (weighted population) variance in the exact and half-life modes;
     the running unbiased variance in the momentum mode.
     """
     if isinstance(state, EmaState):
-        return np.where(state.var_updates > 0, state.var, np.nan)
+        mean = np.where(state.mean_updates > 0, state.shift + state.mean, np.nan)
+        return mean, np.where(state.var_updates > 0, state.var, np.nan)
     m = state.moments
     if np.count_nonzero(m.weight) == m.weight.size:
-        var = m.m2 / m.weight
-        return np.maximum(var, 0.0, out=var)
-    var = _safe_divide(m.m2, m.weight)
-    return np.where(m.weight > 0, np.maximum(var, 0.0), np.nan)
+        # Every feature has data, and M2 is a sum of non-negative terms.
+        return state.shift + m.mean, m.m2 / m.weight
+    has_data = m.weight > 0
+    var = np.maximum(_safe_divide(m.m2, m.weight), 0.0)
+    return (
+        np.where(has_data, state.shift + m.mean, np.nan),
+        np.where(has_data, var, np.nan),
+    )

@@ -102,15 +102,17 @@ def test_anchor_is_first_present_value_and_constant_feature_is_exact():
     np.testing.assert_array_equal(state.shift, [2.0, 0.1, 7.0])
     # A constant feature's deviations from its anchor are exact zeros.
     assert state.moments.m2[1] == 0.0
-    assert _stats.state_var(state)[1] == 0.0
+    assert _stats.state_mean_var(state)[1][1] == 0.0
 
 
 def test_feature_without_data_has_nan_statistics():
     X = np.array([[np.nan, 1.0], [np.nan, 2.0]])
     state = _stats.update_exact(_stats.empty_stream_state(2), X)
-    assert np.isnan(_stats.state_mean(state)[0])
-    assert np.isnan(_stats.state_var(state)[0])
+    mean, var = _stats.state_mean_var(state)
+    assert np.isnan(mean[0])
+    assert np.isnan(var[0])
     # Later data for that feature starts it afresh.
     state = _stats.update_exact(state, np.array([[4.0, 3.0], [6.0, 4.0]]))
-    np.testing.assert_allclose(_stats.state_mean(state), [5.0, 2.5])
-    np.testing.assert_allclose(_stats.state_var(state), [1.0, 1.25])
+    mean, var = _stats.state_mean_var(state)
+    np.testing.assert_allclose(mean, [5.0, 2.5])
+    np.testing.assert_allclose(var, [1.0, 1.25])
