@@ -250,7 +250,7 @@ class BatchNormalizer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         with nullcontext() if plain else unchanged_on_error(self):
             mode = self._mode()
             if not plain:
-                X = self._validate_batch(X, reset=reset, check_infinity=False)
+                X = self._validate_batch(X, reset=reset)
             # Infinities are looked for only when the batch's column sums, which
             # the statistics compute anyway, are not finite. That is exact
             # without weights (an infinity always reaches the sums) and when no
@@ -294,7 +294,8 @@ class BatchNormalizer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
             self._publish(state)
         return self
 
-    def _validate_batch(self, X, reset, check_infinity=True):
+    def _validate_batch(self, X, reset):
+        """``validate_data`` for learning; infinities are checked by the caller."""
         X = validate_data(
             self,
             X,
@@ -304,14 +305,15 @@ class BatchNormalizer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
             ensure_all_finite=False,
             ensure_min_samples=1,
         )
+        self._check_not_centering_sparse(X)
+        return X
+
+    def _check_not_centering_sparse(self, X):
         if sp.issparse(X) and self.with_mean:
             raise SparseCenteringError(
                 "Cannot center sparse data: pass with_mean=False to scale it "
                 "without centering (centering would make it dense)."
             )
-        if check_infinity:
-            check_no_infinity(X)
-        return X
 
     def _mode(self) -> str:
         if self.momentum is not None and self.half_life is not None:
@@ -579,11 +581,7 @@ class BatchNormalizer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
             force_writeable=True,
             ensure_all_finite="allow-nan",
         )
-        if sp.issparse(X) and self.with_mean:
-            raise SparseCenteringError(
-                "Cannot center sparse data: pass with_mean=False to scale it "
-                "without centering (centering would make it dense)."
-            )
+        self._check_not_centering_sparse(X)
         return X
 
     def __sklearn_tags__(self):
