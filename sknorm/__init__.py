@@ -1,19 +1,30 @@
 """sknorm: normalization transformers for scikit-learn that learn from streams."""
 
+from ._base import SparseCenteringError
 from ._batch import BatchNormalizer
 from ._layer import GroupNormalizer, LayerNormalizer, invert_group_normalization
 from ._pipeline import StreamingPipeline, make_streaming_pipeline
 from ._robust import RobustNormalizer
+from ._rowstats import GroupStats
 
-__version__ = "0.1.0"
+__version__ = "0.2.0.dev0"
 
 __all__ = [
     "BatchNormalizer",
     "GroupNormalizer",
+    "GroupStats",
     "LayerNormalizer",
-    "invert_group_normalization",
-    "StreamingPipeline",
-    "make_streaming_pipeline",
     "RobustNormalizer",
+    "SparseCenteringError",
+    "StreamingPipeline",
+    "invert_group_normalization",
+    "make_streaming_pipeline",
     "__version__",
 ]
+
+# Public objects report the public module, as NumPy's do: pickles, skops files
+# and reprs then name ``sknorm.BatchNormalizer``, which private modules can
+# move under without breaking a saved model.
+for _name in __all__[:-1]:
+    globals()[_name].__module__ = __name__
+del _name

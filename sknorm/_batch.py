@@ -2,40 +2,21 @@
 
 from __future__ import annotations
 
-from contextlib import nullcontext
-from functools import partial
-from numbers import Real
+from numbers import Integral, Real
 
 import numpy as np
 import scipy.sparse as sp
-from sklearn.base import BaseEstimator, OneToOneFeatureMixin, TransformerMixin
-from sklearn.utils.validation import check_is_fitted, validate_data
 
 from . import _stats
-from ._atomic import check_mergeable, unchanged_on_error
-from ._checkpoint import dump_estimator_state, load_estimator_state
-from ._compat import Interval, _fit_context, validate_params
+from ._base import StreamingNormalizer, samples_seen
+from ._compat import Interval, _fit_context
 from ._floats import scale_from_var, split_float32, subtract_in_place
-from ._validation import (
-    FLOAT_DTYPES,
-    check_infinity_allow_nan,
-    check_no_infinity,
-    check_sample_weight,
-    format_indices,
-    is_dask_collection,
-    is_plain_batch,
-)
+from ._modes import state_from_dict as _mode_state_from_dict
+from ._modes import statistics_mode
+from ._validation import format_indices
 
 
-class SparseCenteringError(ValueError, TypeError):
-    """Sparse input given to a normalizer that centers (``with_mean=True``).
-
-    A ValueError, as in ``StandardScaler``; also a TypeError, the exception
-    scikit-learn's checks expect from an estimator that rejects a sparse type.
-    """
-
-
-class BatchNormalizer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
+class BatchNormalizer(StreamingNormalizer):
     r"""Normalize each feature with statistics that stream over mini-batches.
 
     ``transform`` computes, for every feature,
@@ -84,6 +65,14 @@ class BatchNormalizer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
     clip : float > 0, default=None
         If set, ``transform`` clips its output to ``[-clip, clip]``.
         Clipped values do not round-trip through ``inverse_transform``.
+    batch_size : int >= 1, default=None
+        If set, ``fit(X)`` learns X in consecutive batches of ``batch_size``
+        rows, as ``partial_fit`` would on a stream, so that the momentum mode
+        means in ``fit`` what it means on a stream (and ``GridSearchCV`` can
+        tune ``momentum``); in momentum mode a last batch of one row joins
+        the batch before it. None learns X as one batch. The exact and
+        half-life statistics do not depend on it. ``partial_fit`` and Dask
+        collections (whose row blocks are the batches) ignore it.
 
     Attributes
     ----------
@@ -128,7 +117,11 @@ class BatchNormalizer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
                   one-shot fit, to 1e-12)                  parallel fits
     momentum      porting a PyTorch model, or matching     O(n_features);
                   its running statistics                   depends on batch
-                                                           sizes
+                                                           sizes: ``fit``
+                                                           is one batch
+                                                           unless
+                                                           ``batch_size``
+                                                           is set
     half_life     the stream drifts: recent samples        O(n_features);
                   matter more, whatever the batch sizes    ordered ``merge``
     ============  =======================================  ==================
@@ -172,7 +165,12 @@ class BatchNormalizer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         "momentum": [Interval(Real, 0, 1, closed="right"), None],
         "half_life": [Interval(Real, 0, None, closed="neither"), None],
         "clip": [Interval(Real, 0, None, closed="neither"), None],
+        "batch_size": [Interval(Integral, 1, None, closed="left"), None],
     }
+
+    _sparse_formats = ("csr", "csc")
+    _offers_merge = True
+    _transient_attributes = frozenset({"_settings_memo", "_transform_constants"})
 
     def __init__(
         self,
@@ -184,6 +182,7 @@ class BatchNormalizer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         momentum=None,
         half_life=None,
         clip=None,
+        batch_size=None,
     ):
         self.eps = eps
         self.with_mean = with_mean
@@ -192,8 +191,7 @@ class BatchNormalizer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         self.momentum = momentum
         self.half_life = half_life
         self.clip = clip
-
-    # -- fitting ------------------------------------------------------------
+        self.batch_size = batch_size
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None, sample_weight=None):
@@ -213,7 +211,7 @@ class BatchNormalizer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         self : BatchNormalizer
             Fitted normalizer.
         """
-        return self._learn(X, sample_weight, reset=True, need_weight=True)
+        return self._fit(X, sample_weight)
 
     def partial_fit(self, X, y=None, sample_weight=None):
         """Update the statistics with one batch.
@@ -234,236 +232,103 @@ class BatchNormalizer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         self : BatchNormalizer
             Updated normalizer.
         """
-        first_call = not hasattr(self, "_state")
-        if first_call:
-            validate_params(self)
-        return self._learn(X, sample_weight, reset=first_call)
+        return self._partial_fit(X, sample_weight)
 
-    def _learn(self, X, sample_weight, reset, need_weight=False):
-        plain = not reset and is_plain_batch(self, X)
-        if not plain and is_dask_collection(X):
-            from ._dask import learn_dask  # dask is an optional extra
+    # -- hooks of StreamingNormalizer ----------------------------------------
 
-            return learn_dask(self, X, sample_weight, reset, need_weight)
-        # A plain batch changes nothing before _publish's single update, so
-        # there is nothing to restore; validate_data may set attributes.
-        with nullcontext() if plain else unchanged_on_error(self):
-            mode = self._mode()
-            if not plain:
-                X = self._validate_batch(X, reset=reset)
-            # Infinities are looked for only when the batch's column sums, which
-            # the statistics compute anyway, are not finite. That is exact
-            # without weights (an infinity always reaches the sums) and when no
-            # other error can come first; otherwise X is checked here, in the
-            # order of _validate_batch.
-            old = None if reset else self._state
-            mode_kept = reset or self._state_matches(old, mode)
-            defer_infinity = (
-                sample_weight is None
-                and mode != "half_life"
-                and (plain or not sp.issparse(X))
-                and mode_kept
+    def _settings(self):
+        return statistics_mode(self.momentum, self.half_life)
+
+    def _empty_state(self, n_features, block=None):
+        return self._checked_settings().empty(n_features)
+
+    def _check_state(self, state):
+        mode = self._checked_settings()
+        if not mode.owns(state):
+            raise ValueError(
+                f"The statistics mode changed to {mode.name!r} after fitting "
+                "started; call fit to restart, or keep the mode of the stream."
             )
-            if not defer_infinity:
-                check_no_infinity(X)
-            if sample_weight is not None:
-                sample_weight = check_sample_weight(sample_weight, X.shape[0])
-            if need_weight and sample_weight is not None and not sample_weight.any():
-                # A stream may pass a batch of zero weights (time still passes
-                # in half-life mode), but a fit on it would learn nothing.
-                raise ValueError(
-                    "All sample weights are zero: fit has nothing to learn from. "
-                    "Give at least one sample a positive weight."
-                )
-            if reset:
-                old = self._empty_state(mode, X.shape[1])
-            elif not mode_kept:
-                self._check_state_matches(old, mode)
-            if mode == "momentum" and X.shape[0] < 2:
-                raise ValueError(
-                    f"The momentum mode needs at least 2 samples per batch, got "
-                    f"{X.shape[0]} sample: the unbiased batch variance it averages "
-                    "is undefined for 1 sample (torch.nn.BatchNorm1d refuses it "
-                    "too). Group rows into batches, or use the exact or half_life "
-                    "mode for a stream of single rows."
-                )
-            on_nonfinite = partial(check_no_infinity, X) if defer_infinity else None
-            # Overflow is reported as a ValueError by _publish (the _stats
-            # updates run without floating-point warnings).
-            state = self._update(mode, old, X, sample_weight, on_nonfinite)
-            self._publish(state)
-        return self
 
-    def _validate_batch(self, X, reset):
-        """``validate_data`` for learning; infinities are checked by the caller."""
-        X = validate_data(
-            self,
-            X,
-            reset=reset,
-            accept_sparse=("csr", "csc"),
-            dtype=FLOAT_DTYPES,
-            ensure_all_finite=False,
-            ensure_min_samples=1,
+    def _check_batch(self, X):
+        rows = self._checked_settings().min_batch_rows
+        if X.shape[0] < rows:
+            raise ValueError(
+                f"The momentum mode needs at least {rows} samples per batch, got "
+                f"{X.shape[0]} sample: the unbiased batch variance it averages "
+                "is undefined for 1 sample (torch.nn.BatchNorm1d refuses it "
+                "too). Group rows into batches, or use the exact or half_life "
+                "mode for a stream of single rows."
+            )
+
+    def _defers_infinity_check(self, X, sample_weight):
+        # Without weights of any kind, an infinity always reaches the column
+        # sums that the update computes anyway: it looks for infinities only
+        # when those are not finite.
+        return (
+            sample_weight is None
+            and not self._checked_settings().reweights_rows
+            and not sp.issparse(X)
         )
-        self._check_not_centering_sparse(X)
-        return X
 
-    def _check_not_centering_sparse(self, X):
-        if sp.issparse(X) and self.with_mean:
-            raise SparseCenteringError(
-                "Cannot center sparse data: pass with_mean=False to scale it "
-                "without centering (centering would make it dense)."
-            )
+    def _update_state(self, old, X, sample_weight, on_nonfinite=None):
+        return self._checked_settings().update(old, X, sample_weight, on_nonfinite)
 
-    def _mode(self) -> str:
-        if self.momentum is not None and self.half_life is not None:
-            raise ValueError(
-                "momentum and half_life are two different statistics modes; set "
-                f"at most one of them (got momentum={self.momentum}, "
-                f"half_life={self.half_life})."
-            )
-        if self.momentum is not None:
-            return "momentum"
-        if self.half_life is not None:
-            return "half_life"
-        return "exact"
+    def _merge_states(self, old, new):
+        return self._checked_settings().merge(old, new)
 
-    @staticmethod
-    def _empty_state(mode, n_features):
-        if mode == "momentum":
-            return _stats.empty_ema_state(n_features)
-        return _stats.empty_stream_state(n_features)
+    def _state_merges(self):
+        return self._checked_settings().mergeable
 
-    @staticmethod
-    def _state_matches(state, mode) -> bool:
-        return isinstance(state, _stats.EmaState) == (mode == "momentum")
-
-    @classmethod
-    def _check_state_matches(cls, state, mode):
-        if not cls._state_matches(state, mode):
-            raise ValueError(
-                f"The statistics mode changed to {mode!r} after fitting started; "
-                "call fit to restart, or keep the mode of the stream."
-            )
-
-    def _update(self, mode, old, X, sample_weight, on_nonfinite=None):
-        if mode == "momentum":
-            return _stats.update_momentum(
-                old, X, self.momentum, sample_weight, on_nonfinite=on_nonfinite
-            )
-        if mode == "half_life":
-            return _stats.update_half_life(
-                old, X, self.half_life, sample_weight, on_nonfinite=on_nonfinite
-            )
-        return _stats.update_exact(old, X, sample_weight, on_nonfinite=on_nonfinite)
-
-    def _publish(self, state):
-        """Set the fitted attributes from a statistics state, in one update."""
-        self.__dict__.update(self._fitted_attributes(state))
+    def _fit_batch_size(self):
+        return self.batch_size
 
     def _fitted_attributes(self, state) -> dict:
-        count = state.count
-        mean, var = _stats.state_mean_var(state)
+        mode = self._checked_settings()
+        mean, var = mode.mean_var(state)
         # One sum answers for the common case; NaN (no data yet) or a huge
         # variance sends it to the exact per-feature test.
         if not np.isfinite(np.add.reduce(var)):
-            _raise_if_overflowed(state)
+            _raise_if_overflowed(mode.overflowed(state))
         return {
-            "n_samples_seen_": (
-                int(count[0])
-                if count.size and not np.count_nonzero(count - count[0])
-                else count.copy()
-            ),
+            "n_samples_seen_": samples_seen(mode.count(state)),
             "mean_": mean if (self.with_mean or self.with_std) else None,
             "var_": var if self.with_std else None,
             "scale_": scale_from_var(var, self.eps) if self.with_std else None,
-            "weight_sum_": (
-                state.weight
-                if isinstance(state, _stats.EmaState)
-                else state.moments.weight
-            ),
-            "_state": state,
+            "weight_sum_": mode.weight(state).copy(),
             "_transform_constants": {},  # filled by transform
         }
 
-    def merge(self, other):
-        """Combine with a normalizer fitted on disjoint data; return self.
+    def _state_to_dict(self, state):
+        return self._checked_settings().to_dict(state)
 
-        Afterwards ``self`` holds the statistics of the union, equal to one fit
-        on all the data. In half-life mode, ``other`` is taken as the newer part
-        of the stream (an ordered merge), so blocks can be reduced in a tree
-        as long as their order is kept. Not defined for the momentum mode.
+    def _state_from_dict(self, data):
+        return _mode_state_from_dict(data)
 
-        Parameters
-        ----------
-        other : BatchNormalizer
-            Fitted on data disjoint from ``self``'s, with the same parameters
-            and features.
-
-        Returns
-        -------
-        self : BatchNormalizer
-            The merged normalizer.
-        """
-        check_mergeable(self, other)
-        mode = self._mode()
-        if mode == "momentum":
-            raise ValueError(
-                "merge is not defined for the momentum mode: its statistics "
-                "depend on the order of batches, not only on the data. Use the "
-                "exact or half_life mode."
+    def _state_from_legacy(self, stored):
+        # Format 0 pickled the named tuple itself, with the moments' sum of
+        # squared deviations where the variance is now.
+        if isinstance(stored, _stats.EmaState):
+            return stored
+        if isinstance(stored, _stats.StreamState):
+            weight, mean, m2 = stored.moments
+            return _mode_state_from_dict(
+                {
+                    "kind": "moments",
+                    "shift": stored.shift,
+                    "weight": weight,
+                    "mean": mean,
+                    "m2": m2,
+                    "count": stored.count,
+                    "n_rows": stored.n_rows,
+                }
             )
-        self._check_state_matches(other._state, mode)
-        half_life = self.half_life if mode == "half_life" else None
-        state = _stats.merge_stream_states(self._state, other._state, half_life)
-        self._publish(state)
-        return self
+        return super()._state_from_legacy(stored)
 
-    # -- transforming --------------------------------------------------------
+    def _transform_dense(self, X, out):
+        """Write the normalized rows of X to ``out`` (which may be X).
 
-    def transform(self, X, copy=None):
-        """Normalize X with the current statistics.
-
-        Parameters
-        ----------
-        X : {array-like, sparse matrix} of shape (n_samples, n_features)
-            The data. NaN is kept as NaN.
-        copy : bool, default=None
-            Copy X first; defaults to the ``copy`` parameter.
-
-        Returns
-        -------
-        X_tr : {ndarray, sparse matrix} of shape (n_samples, n_features)
-            Normalized data, of the input's float dtype (float32 stays
-            float32; integers become float64).
-        """
-        if is_plain_batch(self, X):
-            copy = self.copy if copy is None else copy
-            if not copy and X.flags.writeable:
-                # In place: X must be known free of infinities before it changes.
-                check_infinity_allow_nan(X, type(self).__name__)
-                return self._normalize_rows(X, X, check_infinity=False)
-            return self._normalize_rows(X, np.empty_like(X), check_infinity=True)
-        check_is_fitted(self)
-        if is_dask_collection(X):
-            from ._dask import transform_dask  # dask is an optional extra
-
-            return transform_dask(self, X, inverse=False)
-        X = self._validate_for_transform(X, copy)
-        if not sp.issparse(X):
-            return self._normalize_rows(X, X, check_infinity=False)
-        if self.scale_ is not None:
-            _scale_sparse_columns(X, 1.0 / self.scale_)
-        if self.clip is not None:
-            np.clip(X.data, -self.clip, self.clip, out=X.data)
-        return X
-
-    def _normalize_rows(self, X, out, check_infinity):
-        """Write the normalized rows of the dense X to ``out`` (which may be X).
-
-        Works in blocks of rows that stay in cache between the steps. With
-        ``check_infinity``, a block that holds NaN or infinity triggers
-        scikit-learn's infinity check on X, which is left unchanged.
+        Works in blocks of rows that stay in cache between the steps.
         """
         with_mean, with_std, clip = self.with_mean, self.with_std, self.clip
         center, center_lo, inv_scale = self._transform_constants_for(X.dtype)
@@ -475,9 +340,6 @@ class BatchNormalizer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
                 src, dst = X, out
             else:
                 src, dst = X[start : start + rows], out[start : start + rows]
-            if check_infinity and np.count_nonzero(np.isfinite(src)) != src.size:
-                check_infinity_allow_nan(X, type(self).__name__)
-                check_infinity = False
             if with_mean:
                 # To float32 precision for float32 X: see split_float32.
                 np.subtract(src, center, out=dst)
@@ -492,6 +354,27 @@ class BatchNormalizer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
             if clip is not None:
                 np.clip(dst, -clip, clip, out=dst)
         return out
+
+    def _transform_sparse(self, X):
+        if self.scale_ is not None:
+            _scale_sparse_columns(X, 1.0 / self.scale_)
+        if self.clip is not None:
+            np.clip(X.data, -self.clip, self.clip, out=X.data)
+        return X
+
+    def _inverse_transform_dense(self, X, out):
+        if out is not X:
+            out[...] = X
+        if self.with_std:
+            out *= self.scale_.astype(out.dtype)
+        if self.with_mean:
+            subtract_in_place(out, -self.mean_)
+        return out
+
+    def _inverse_transform_sparse(self, X):
+        if self.scale_ is not None:
+            _scale_sparse_columns(X, self.scale_)
+        return X
 
     def _transform_constants_for(self, dtype):
         """``(center, center_lo, inv_scale)`` for transforming data of ``dtype``.
@@ -519,88 +402,21 @@ class BatchNormalizer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
                 memo[dtype] = entry
         return entry[2:]
 
-    def __getstate__(self):
-        # A checkpoint holds plain, versioned data (see _checkpoint), and no
-        # memo of transform constants, which is rebuilt on demand.
-        state = dict(super().__getstate__())
-        state.pop("_transform_constants", None)
-        return dump_estimator_state(state)
-
     def __setstate__(self, state):
-        super().__setstate__(load_estimator_state(state, type(self).__name__))
+        super().__setstate__(state)
         if "_state" in self.__dict__:
             self._transform_constants = {}
 
-    def inverse_transform(self, X, copy=None):
-        """Undo ``transform``: scale back, then add the mean.
 
-        Values that ``transform`` clipped do not come back.
-
-        Parameters
-        ----------
-        X : {array-like, sparse matrix} of shape (n_samples, n_features)
-            Normalized data.
-        copy : bool, default=None
-            Copy X first; defaults to the ``copy`` parameter.
-
-        Returns
-        -------
-        X_original : {ndarray, sparse matrix} of shape (n_samples, n_features)
-            Data in the original units.
-        """
-        if is_plain_batch(self, X):
-            check_infinity_allow_nan(X, type(self).__name__)
-            copy = self.copy if copy is None else copy
-            if copy or not X.flags.writeable:
-                X = X.copy(order="K")
-        else:
-            check_is_fitted(self)
-            if is_dask_collection(X):
-                from ._dask import transform_dask  # dask is an optional extra
-
-                return transform_dask(self, X, inverse=True)
-            X = self._validate_for_transform(X, copy)
-        if sp.issparse(X):
-            if self.scale_ is not None:
-                _scale_sparse_columns(X, self.scale_)
-        else:
-            if self.with_std:
-                X *= self.scale_.astype(X.dtype)
-            if self.with_mean:
-                subtract_in_place(X, -self.mean_)
-        return X
-
-    def _validate_for_transform(self, X, copy):
-        X = validate_data(
-            self,
-            X,
-            reset=False,
-            accept_sparse=("csr", "csc"),
-            copy=self.copy if copy is None else copy,
-            dtype=FLOAT_DTYPES,
-            force_writeable=True,
-            ensure_all_finite="allow-nan",
-        )
-        self._check_not_centering_sparse(X)
-        return X
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.input_tags.allow_nan = True
-        tags.input_tags.sparse = not self.with_mean
-        tags.transformer_tags.preserves_dtype = ["float64", "float32"]
-        return tags
-
-
-def _raise_if_overflowed(state) -> None:
-    bad = np.flatnonzero(_stats.overflowed(state))
+def _raise_if_overflowed(overflowed: np.ndarray) -> None:
+    bad = np.flatnonzero(overflowed)
     if bad.size:
         raise ValueError(
             f"The statistics of feature(s) {format_indices(bad)} overflow float64: "
-            "their spread "
-            "is beyond about 1e154, so their variance cannot be represented. "
-            "Rescale those features (e.g. divide them by a power of 10) before "
-            "normalizing. The normalizer was left unchanged."
+            "their variance is beyond about 1.8e308 (a spread beyond about "
+            "1.3e154) and cannot be represented. Rescale those features (e.g. "
+            "divide them by a power of 10) before normalizing. The normalizer "
+            "was left unchanged."
         )
 
 

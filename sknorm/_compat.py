@@ -14,3 +14,11 @@ from sklearn.utils._param_validation import Interval  # noqa: F401
 def validate_params(estimator) -> None:
     """Check an estimator's parameters against its ``_parameter_constraints``."""
     estimator._validate_params()
+
+
+def output_container_requested(estimator) -> bool:
+    """Whether ``set_output`` (the estimator's or the global configuration)
+    asks ``transform`` for a DataFrame rather than the default output."""
+    from sklearn.utils._set_output import _get_output_config
+
+    return _get_output_config("transform", estimator)["dense"] != "default"

@@ -1,37 +1,37 @@
 """Fit and transform dask collections, with the statistics reduced on the workers.
 
-``BatchNormalizer`` comes here when it is given a ``dask.array.Array`` or a
-``dask.dataframe.DataFrame``. This module is imported only then, and imports
-dask only inside its functions, so sknorm without the ``dask`` extra never
-imports dask.
+Every sknorm streaming estimator comes here when it is given a
+``dask.array.Array`` or a ``dask.dataframe.DataFrame``. This module is
+imported only then, and imports dask only inside its functions, so sknorm
+without the ``dask`` extra never imports dask.
 
-Fitting builds one task per row block that turns the block into a statistics
-state of O(n_features) (the pure functions of ``_stats``), then combines the
-states: in a tree of pairwise merges for the exact and half-life modes (blocks
-stay in row order, so the half-life merge is the ordered one), and in a chain,
-block after block, for the momentum mode, where every block is one batch. Only
-the final state reaches the client. Transforming maps the fitted normalizer
-over the blocks lazily.
+Fitting builds one task per row block that turns the block into a state with
+the estimator's own hooks (``_empty_state``, ``_update_state``; see
+``_base``), then combines the states: in a tree of pairwise merges
+(``_merge_states``) where the estimator's state merges (blocks stay in row
+order, so an ordered merge such as half-life's is respected), and otherwise
+in a chain, block after block, each block being one batch (the momentum
+mode). Only the final state reaches the client. Transforming maps the fitted
+estimator over the blocks lazily.
 
 A dask array chunked along the columns is rechunked to one chunk of columns
-before fitting (row chunks are kept): each block then holds whole rows.
-Transforming keeps the input's chunks.
+(row chunks are kept), so that each block holds whole rows; a transformed
+array is given the input's chunks back.
 """
 
 from __future__ import annotations
 
 import copy
 import numbers
-import warnings
 from typing import NamedTuple
 
 import numpy as np
-from sklearn import config_context, get_config
+from sklearn import clone, config_context, get_config
 from sklearn.utils import check_array
 from sklearn.utils.validation import validate_data
 
-from . import _stats
 from ._atomic import unchanged_on_error
+from ._compat import output_container_requested
 from ._validation import (
     FLOAT_DTYPES,
     check_no_infinity,
@@ -44,14 +44,12 @@ KEY_PREFIX = "sknorm"
 
 
 class BlockSummary(NamedTuple):
-    """What a task returns about the rows it has seen: O(n_features) numbers.
+    """What a task returns about the rows it has seen: the estimator's state
+    (O(n_features) numbers), how many rows and whether any had a positive
+    sample weight."""
 
-    ``state`` is a ``StreamState`` (exact and half-life modes) or an
-    ``EmaState`` (momentum mode); ``has_weight`` tells whether any of the rows
-    had a positive sample weight.
-    """
-
-    state: _stats.StreamState | _stats.EmaState
+    state: object
+    n_rows: int
     has_weight: bool
 
 
@@ -59,32 +57,34 @@ class BlockSummary(NamedTuple):
 
 
 def learn_dask(estimator, X, sample_weight, reset: bool, need_weight: bool):
-    """``BatchNormalizer._learn`` for a dask collection: one pass over the data.
+    """The streaming base's ``_learn`` for a dask collection: one pass.
 
     The state is published only once the whole graph has been computed; if
     anything raises, the estimator is left exactly as it was.
     """
     with unchanged_on_error(estimator):
-        mode = estimator._mode()
+        settings = estimator._checked_settings()
         X, dtype, n_features = _validate_collection(estimator, X, reset=reset)
         blocks = _row_blocks(X)
         weights = _weight_blocks(sample_weight, X, len(blocks))
-        if reset:
-            old = estimator._empty_state(mode, n_features)
-        else:
+        old = None
+        if not reset:
             old = estimator._state
-            estimator._check_state_matches(old, mode)
+            estimator._check_state(old)
+        tree = estimator._state_merges()
+        if not tree and old is None:
+            old = estimator._empty_state(n_features)
         summary = _reduce_graph(
+            clone(estimator),
             blocks,
             weights,
-            mode=mode,
-            param=estimator.momentum if mode == "momentum" else estimator.half_life,
+            tree=tree,
+            old=None if tree else old,
             dtype=dtype,
-            old=old,
+            n_features=n_features,
             assume_finite=get_config()["assume_finite"],
         ).compute()
-        state = summary.state
-        if state.n_rows == (old.n_rows if mode == "momentum" else 0):
+        if not summary.n_rows:
             raise ValueError(
                 "The dask collection has no rows: give fit at least one sample."
             )
@@ -93,10 +93,10 @@ def learn_dask(estimator, X, sample_weight, reset: bool, need_weight: bool):
                 "All sample weights are zero: fit has nothing to learn from. "
                 "Give at least one sample a positive weight."
             )
-        if mode != "momentum" and not reset:
-            half_life = estimator.half_life if mode == "half_life" else None
-            state = _stats.merge_stream_states(old, state, half_life)
-        estimator._publish(state)
+        state = summary.state
+        if tree and old is not None:
+            state = estimator._merge_states(old, state)
+        estimator._publish(state, settings)
     return estimator
 
 
@@ -113,7 +113,7 @@ def _validate_collection(estimator, X, reset: bool):
 
     empty = validate_data(
         estimator,
-        _stand_in(X),
+        _stand_in(X, type(estimator).__name__),
         reset=reset,
         dtype=FLOAT_DTYPES,
         ensure_all_finite=False,
@@ -124,13 +124,14 @@ def _validate_collection(estimator, X, reset: bool):
     return X, empty.dtype, empty.shape[1]
 
 
-def _stand_in(X):
+def _stand_in(X, owner: str):
     """An empty NumPy array or pandas DataFrame with X's columns and dtypes.
 
     Raises for what can be seen without computing X: a collection that is not
     2-D, an unknown number of columns, non-numeric dtypes.
     """
     import dask.array as da
+    from dask.array.utils import meta_from_array
 
     if isinstance(X, da.Array):
         if X.ndim != 2:
@@ -145,24 +146,27 @@ def _stand_in(X):
             )
         if X.dtype.kind not in "biuf":
             raise TypeError(
-                f"The dask array has dtype {X.dtype}; BatchNormalizer needs real "
+                f"The dask array has dtype {X.dtype}; {owner} needs real "
                 "numbers. Convert it first, e.g. X.astype(float)."
             )
-        if not isinstance(X._meta, np.ndarray):
+        meta = meta_from_array(X)
+        if not isinstance(meta, np.ndarray):
             raise TypeError(
-                f"The dask array has blocks of type {type(X._meta).__name__}; "
-                "BatchNormalizer takes dask arrays of NumPy blocks. Convert the "
+                f"The dask array has blocks of type {type(meta).__name__}; "
+                f"{owner} takes dask arrays of NumPy blocks. Convert the "
                 "blocks first, e.g. X.map_blocks(lambda b: b.toarray()) for "
                 "sparse ones."
             )
         return np.empty((0, X.shape[1]), dtype=X.dtype)
     if _is_dask_dataframe(X):
-        meta = X._meta
+        from dask.dataframe.utils import make_meta
+
+        meta = make_meta(X)
         bad = [str(c) for c, t in meta.dtypes.items() if t.kind not in "biuf"]
         if bad:
             raise TypeError(
                 f"Columns {format_indices(bad)} of the dask DataFrame are not numeric; "
-                "BatchNormalizer needs real numbers. Drop or encode them first."
+                f"{owner} needs real numbers. Drop or encode them first."
             )
         return meta
     raise TypeError(
@@ -260,38 +264,48 @@ def _align_weight_chunks(sample_weight, row_chunks: tuple):
     return sample_weight.rechunk((row_chunks,))
 
 
-def _reduce_graph(blocks, weights, *, mode, param, dtype, old, assume_finite):
-    """The Delayed ``BlockSummary`` of all the blocks, in row order."""
+def _reduce_graph(
+    learner, blocks, weights, *, tree, old, dtype, n_features, assume_finite
+):
+    """The Delayed ``BlockSummary`` of all the blocks, in row order.
+
+    ``learner`` is an unfitted copy of the estimator whose hooks the tasks
+    call; ``old`` is the state a chain starts from.
+    """
     from dask import delayed
     from dask.base import tokenize
 
-    token = tokenize(blocks, weights, mode, param, str(dtype), old, assume_finite)
-    n_features = old.shift.shape[0]
-    if mode == "momentum":
+    token = tokenize(
+        blocks,
+        weights,
+        type(learner).__name__,
+        repr(learner),
+        old,
+        str(dtype),
+        assume_finite,
+    )
+    check = (dtype, n_features, assume_finite)
+    if not tree:
         # Every block is one batch, applied in order: a chain of tasks, each
-        # moving only the O(n_features) state to the next.
-        summary = BlockSummary(old, False)
+        # moving only the state to the next.
+        summary = BlockSummary(old, 0, False)
         for i, (block, weight) in enumerate(zip(blocks, weights, strict=True)):
-            summary = delayed(_momentum_step, pure=True)(
+            summary = delayed(_chain_step, pure=True)(
+                learner,
                 summary,
                 block,
                 weight,
-                param,
-                dtype,
-                n_features,
-                assume_finite,
-                dask_key_name=f"{KEY_PREFIX}-momentum-{token}-{i}",
+                check,
+                dask_key_name=f"{KEY_PREFIX}-chain-{token}-{i}",
             )
         return summary
     summaries = [
         delayed(_block_summary, pure=True)(
+            learner,
+            i,
             block,
             weight,
-            mode,
-            param,
-            dtype,
-            n_features,
-            assume_finite,
+            check,
             dask_key_name=f"{KEY_PREFIX}-block-{token}-{i}",
         )
         for i, (block, weight) in enumerate(zip(blocks, weights, strict=True))
@@ -301,8 +315,8 @@ def _reduce_graph(blocks, weights, *, mode, param, dtype, old, assume_finite):
         # Pairs of neighbours, so that the earlier rows are always on the left.
         summaries = [
             delayed(_merge_summaries, pure=True)(
+                learner,
                 *summaries[i : i + 2],
-                param,
                 dask_key_name=f"{KEY_PREFIX}-merge-{token}-{level}-{i // 2}",
             )
             if i + 1 < len(summaries)
@@ -313,8 +327,9 @@ def _reduce_graph(blocks, weights, *, mode, param, dtype, old, assume_finite):
     return summaries[0]
 
 
-def _block_arrays(block, weight, dtype, n_features: int, assume_finite: bool):
+def _block_arrays(learner, block, weight, check):
     """Validate one block (on a worker): a float array and its weights."""
+    dtype, n_features, assume_finite = check
     X = check_array(block, dtype=dtype, ensure_all_finite=False, ensure_min_samples=0)
     if X.shape[1] != n_features:
         raise ValueError(
@@ -331,6 +346,14 @@ def _block_arrays(block, weight, dtype, n_features: int, assume_finite: bool):
     weight = check_sample_weight(weight, X.shape[0])
     with config_context(assume_finite=assume_finite):
         check_no_infinity(X)
+    if X.shape[0]:
+        try:
+            learner._check_batch(X)
+        except ValueError as exc:
+            raise ValueError(
+                f"{exc} Every row block of a dask collection is one batch: "
+                "rechunk the rows into larger blocks."
+            ) from exc
     return X, weight
 
 
@@ -338,54 +361,39 @@ def _has_weight(X: np.ndarray, weight: np.ndarray | None) -> bool:
     return X.shape[0] > 0 and (weight is None or bool(weight.any()))
 
 
-def _block_summary(
-    block, weight, mode: str, half_life, dtype, n_features: int, assume_finite: bool
-) -> BlockSummary:
-    """The statistics of one block of rows, from an empty stream."""
-    X, weight = _block_arrays(block, weight, dtype, n_features, assume_finite)
-    state = _stats.empty_stream_state(n_features)
+def _block_summary(learner, index: int, block, weight, check) -> BlockSummary:
+    """The state of one block of rows, from an empty stream."""
+    X, weight = _block_arrays(learner, block, weight, check)
+    state = learner._empty_state(check[1], block=index)
     if X.shape[0]:
-        if mode == "half_life":
-            state = _stats.update_half_life(state, X, half_life, weight)
-        else:
-            state = _stats.update_exact(state, X, weight)
-    return BlockSummary(state, _has_weight(X, weight))
+        state = learner._update_state(state, X, weight)
+    return BlockSummary(state, X.shape[0], _has_weight(X, weight))
 
 
-def _merge_summaries(old: BlockSummary, new: BlockSummary, half_life) -> BlockSummary:
+def _merge_summaries(learner, old: BlockSummary, new: BlockSummary) -> BlockSummary:
     """Combine the summaries of two neighbouring runs of rows, ``old`` first."""
-    state = _stats.merge_stream_states(old.state, new.state, half_life)
-    return BlockSummary(state, old.has_weight or new.has_weight)
+    return BlockSummary(
+        learner._merge_states(old.state, new.state),
+        old.n_rows + new.n_rows,
+        old.has_weight or new.has_weight,
+    )
 
 
-def _momentum_step(
-    old: BlockSummary,
-    block,
-    weight,
-    momentum: float,
-    dtype,
-    n_features: int,
-    assume_finite: bool,
-) -> BlockSummary:
-    """One block as one momentum batch; an empty block (partition) is skipped."""
-    X, weight = _block_arrays(block, weight, dtype, n_features, assume_finite)
+def _chain_step(learner, old: BlockSummary, block, weight, check) -> BlockSummary:
+    """One block as one batch; an empty block (partition) is skipped."""
+    X, weight = _block_arrays(learner, block, weight, check)
     if not X.shape[0]:
         return old
-    if X.shape[0] < 2:
-        # As BatchNormalizer.partial_fit: the unbiased batch variance needs 2.
-        raise ValueError(
-            "The momentum mode needs at least 2 samples per batch, and every "
-            "row block of a dask collection is one batch: got a block of 1 "
-            "sample. Rechunk the rows into larger blocks."
-        )
-    state = _stats.update_momentum(old.state, X, momentum, weight)
-    return BlockSummary(state, old.has_weight or _has_weight(X, weight))
+    state = learner._update_state(old.state, X, weight)
+    return BlockSummary(
+        state, old.n_rows + X.shape[0], old.has_weight or _has_weight(X, weight)
+    )
 
 
 # -- transforming -------------------------------------------------------------
 
 
-def transform_dask(estimator, X, inverse: bool):
+def transform_dask(estimator, X, method: str):
     """``transform`` or ``inverse_transform`` of a dask collection, lazily.
 
     Returns a collection of the same kind: a dask array with X's chunks, or a
@@ -396,7 +404,7 @@ def transform_dask(estimator, X, inverse: bool):
     """
     import dask.array as da
 
-    stand_in = _stand_in(X)
+    stand_in = _stand_in(X, type(estimator).__name__)
     dtype = validate_data(
         estimator,
         stand_in,
@@ -405,97 +413,63 @@ def transform_dask(estimator, X, inverse: bool):
         ensure_all_finite="allow-nan",
         ensure_min_samples=0,
     ).dtype
-    if not inverse and _container_requested(estimator, stand_in):
+    if method == "transform" and output_container_requested(estimator):
         # set_output asks for an in-memory pandas or polars DataFrame, which
         # scikit-learn's wrapper cannot build from a lazy collection (pandas
         # would drop the index, polars refuses it): compute the result here,
         # as a NumPy array or pandas DataFrame, and let the wrapper convert it.
         lazy = copy.deepcopy(estimator).set_output(transform="default")
-        return transform_dask(lazy, X, inverse).compute()
-    method = "inverse_transform" if inverse else "transform"
+        return transform_dask(lazy, X, method).compute()
+    part = _block_transformer(estimator)
     name = f"{KEY_PREFIX}-{method.replace('_', '-')}"
     if isinstance(X, da.Array):
-        bounds = np.cumsum((0,) + X.chunks[1])
-        per_chunk = [
-            _column_slice(estimator, start, stop)
-            for start, stop in zip(bounds[:-1], bounds[1:], strict=True)
-        ]
-        return X.map_blocks(
+        chunks = X.chunks
+        if X.numblocks[1] > 1:
+            X = X.rechunk({1: -1})
+        result = X.map_blocks(
             _transform_block,
-            per_chunk,
+            part,
             method,
             dtype,
             dtype=dtype,
             meta=np.empty((0, 0), dtype=dtype),
             token=name,
         )
+        return result.rechunk(chunks) if result.chunks != chunks else result
     meta = stand_in.astype(dtype)
     return X.map_partitions(
-        _transform_partition,
-        _column_slice(estimator, 0, estimator.n_features_in_),
-        method,
-        dtype,
-        meta=meta,
-        token=name,
+        _transform_partition, part, method, dtype, meta=meta, token=name
     )
 
 
-def _container_requested(estimator, stand_in) -> bool:
-    """Whether ``set_output`` (the estimator's or the global one) asks for a
-    pandas or polars DataFrame rather than the default output.
-
-    Found by transforming one row of zeros, which goes through the same
-    output wrapper as the real call.
-    """
-    shape = (1, stand_in.shape[1])
-    if isinstance(stand_in, np.ndarray):
-        row = np.zeros(shape, dtype=stand_in.dtype)
-    else:
-        row = type(stand_in)(np.zeros(shape), columns=stand_in.columns)
-    with warnings.catch_warnings():
-        # Feature-name warnings were already given for X itself.
-        warnings.simplefilter("ignore", UserWarning)
-        return not isinstance(estimator.transform(row), np.ndarray)
-
-
-def _column_slice(estimator, start: int, stop: int):
-    """A fitted copy for columns ``start:stop`` that transforms plain arrays.
+def _block_transformer(estimator):
+    """A fitted copy that transforms plain NumPy blocks.
 
     It has no feature names (the blocks are arrays), writes its output to
     NumPy and copies its input: dask blocks must not be modified in place.
     """
-    n_features = estimator.n_features_in_
     # A deep copy: set_output below must not change the estimator's config.
     part = copy.deepcopy(estimator)
-    for key, value in estimator.__dict__.items():
-        if isinstance(value, np.ndarray) and value.shape == (n_features,):
-            setattr(part, key, value[start:stop])
     part.__dict__.pop("feature_names_in_", None)
-    part.__dict__.pop("_state", None)
-    part.n_features_in_ = int(stop - start)
-    part.copy = True
+    if "copy" in part.get_params():
+        part.copy = True
     return part.set_output(transform="default")
 
 
-def _transform_block(block, per_chunk, method: str, dtype, block_id=None):
-    """Transform one array block with the copy fitted for its columns."""
+def _transform_block(block, part, method: str, dtype):
+    """Transform one array block."""
     if block.shape[0] == 0:
         return np.empty(block.shape, dtype=dtype)
-    return getattr(per_chunk[block_id[1]], method)(block, copy=True)
+    return getattr(part, method)(block)
 
 
 def _transform_partition(partition, part, method: str, dtype):
     """Transform one DataFrame partition, keeping its index and columns."""
     import pandas as pd
 
-    # A copy: the partition may be held in memory (persisted) and is not ours.
     X = check_array(
-        partition,
-        dtype=dtype,
-        ensure_all_finite=False,
-        ensure_min_samples=0,
-        copy=True,
+        partition, dtype=dtype, ensure_all_finite=False, ensure_min_samples=0
     )
     if X.shape[0]:
-        X = getattr(part, method)(X, copy=False)
+        X = getattr(part, method)(X)
     return pd.DataFrame(X, index=partition.index, columns=partition.columns)

@@ -78,6 +78,8 @@ __all__ = [
     "update_sketch",
     "merge_sketches",
     "sketch_quantiles",
+    "sketch_to_dict",
+    "sketch_from_dict",
     "sketch_ranks",
     "sketch_counts",
     "retained_items",
@@ -100,6 +102,33 @@ class QuantileSketch(NamedTuple):
     counts: NDArray[np.int64]
     seed: int
     coins_drawn: int
+
+
+def sketch_to_dict(sketch: QuantileSketch) -> dict:
+    """The plain-data form of a sketch (arrays, ints and a string)."""
+    return {
+        "kind": "kll",
+        "k": int(sketch.k),
+        "levels": [np.asarray(level) for level in sketch.levels],
+        "counts": sketch.counts,
+        "seed": int(sketch.seed),
+        "coins_drawn": int(sketch.coins_drawn),
+    }
+
+
+def sketch_from_dict(data: dict) -> QuantileSketch:
+    """Rebuild a sketch from :func:`sketch_to_dict`'s output."""
+    if data.get("kind") != "kll":
+        raise ValueError(
+            f"Unknown sknorm sketch kind {data.get('kind')!r} in checkpoint."
+        )
+    return QuantileSketch(
+        k=int(data["k"]),
+        levels=tuple(np.asarray(level, dtype=np.float64) for level in data["levels"]),
+        counts=np.asarray(data["counts"], dtype=np.int64),
+        seed=int(data["seed"]),
+        coins_drawn=int(data["coins_drawn"]),
+    )
 
 
 def rank_error_bound(k: int, delta: float = 0.01) -> float:

@@ -7,16 +7,13 @@ from numbers import Integral, Real
 
 import numpy as np
 import scipy.sparse as sp
-from sklearn.base import BaseEstimator, OneToOneFeatureMixin, TransformerMixin
 from sklearn.utils import check_array
-from sklearn.utils.validation import check_is_fitted, validate_data
 
 from . import _rowstats
-from ._atomic import unchanged_on_error
-from ._batch import SparseCenteringError
-from ._compat import Interval, _fit_context, validate_params
+from ._base import StreamingNormalizer
+from ._compat import Interval, _fit_context
 from ._rowstats import GroupStats
-from ._validation import FLOAT_DTYPES, check_no_infinity
+from ._validation import FLOAT_DTYPES
 
 
 def check_n_groups(n_features: int, n_groups: int) -> None:
@@ -33,14 +30,21 @@ def check_n_groups(n_features: int, n_groups: int) -> None:
         )
 
 
-class _RowNormalizer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
-    """Shared fit/transform of LayerNormalizer and GroupNormalizer."""
+class _RowNormalizer(StreamingNormalizer):
+    """Shared hooks of LayerNormalizer and GroupNormalizer.
+
+    Nothing is learned but the width of X: the state is the number of rows
+    seen, so that the streaming base can validate, stream and fit dask
+    collections like any other normalizer.
+    """
 
     _parameter_constraints: dict = {
         "eps": [Interval(Real, 0, None, closed="left")],
         "with_mean": ["boolean"],
         "with_std": ["boolean"],
     }
+
+    _sparse_formats = ("csr",)
 
     def _n_groups(self) -> int:
         raise NotImplementedError
@@ -67,7 +71,7 @@ class _RowNormalizer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         self : object
             Fitted normalizer.
         """
-        return self._learn(X, reset=True)
+        return self._fit(X)
 
     def partial_fit(self, X, y=None):
         """Check one batch, as :meth:`fit` does, so that the normalizer streams.
@@ -88,33 +92,49 @@ class _RowNormalizer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         self : object
             Fitted normalizer.
         """
-        first_call = not hasattr(self, "n_features_in_")
-        if first_call:
-            validate_params(self)
-        return self._learn(X, reset=first_call)
+        return self._partial_fit(X)
 
-    def _learn(self, X, reset):
-        with unchanged_on_error(self):
-            self._validate_rows(X, reset=reset)
-        return self
+    # -- hooks of StreamingNormalizer ----------------------------------------
 
-    def _validate_rows(self, X, reset):
-        X = validate_data(
-            self,
-            X,
-            reset=reset,
-            accept_sparse="csr",
-            dtype=FLOAT_DTYPES,
-            ensure_all_finite=False,
-        )
-        if sp.issparse(X) and self.with_mean:
-            raise SparseCenteringError(
-                "Cannot center sparse data: pass with_mean=False to scale each "
-                "row without centering it (centering would make it dense)."
-            )
-        check_no_infinity(X)
+    def _empty_state(self, n_features, block=None):
+        return 0
+
+    def _check_batch(self, X):
         check_n_groups(X.shape[1], self._n_groups())
-        return X
+
+    def _update_state(self, old, X, sample_weight, on_nonfinite=None):
+        return old + X.shape[0]
+
+    def _merge_states(self, old, new):
+        return old + new
+
+    def _fitted_attributes(self, state) -> dict:
+        return {}
+
+    def _state_to_dict(self, state):
+        return {"kind": "rows", "n_rows": int(state)}
+
+    def _state_from_dict(self, data):
+        return int(data["n_rows"])
+
+    def _transform_dense(self, X, out):
+        return self._normalize(X)[0]
+
+    def _transform_sparse(self, X):
+        return self._normalize(X)[0]
+
+    def _normalize(self, X):
+        check_n_groups(X.shape[1], self._n_groups())
+        n_groups = self._n_groups()
+        if sp.issparse(X):
+            X_tr, stats = _rowstats.normalize_sparse_groups(
+                X, n_groups, self.eps, self.with_std
+            )
+        else:
+            X_tr, stats = _rowstats.normalize_dense_groups(
+                X, n_groups, self.eps, self.with_mean, self.with_std
+            )
+        return X_tr.astype(X.dtype, copy=False), stats
 
     # -- transforming --------------------------------------------------------
 
@@ -126,7 +146,8 @@ class _RowNormalizer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         X : {array-like, sparse matrix} of shape (n_samples, n_features)
             The data. NaN is ignored by the statistics and kept as NaN. Sparse
             input (needs ``with_mean=False``) comes back as CSR with the same
-            sparsity pattern.
+            sparsity pattern. A dask array or DataFrame is transformed lazily,
+            block by block (without ``return_stats``).
         return_stats : bool, default=False
             Also return the center and scale applied to every group of every
             row, which :func:`invert_group_normalization` needs to undo the
@@ -141,26 +162,9 @@ class _RowNormalizer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
             Only if ``return_stats=True``: a named tuple ``(center, scale)`` of
             float64 arrays of shape (n_samples, n_groups).
         """
-        check_is_fitted(self)
-        X = self._validate_rows(X, reset=False)
-        n_groups = self._n_groups()
-        if sp.issparse(X):
-            X_tr, stats = _rowstats.normalize_sparse_groups(
-                X, n_groups, self.eps, self.with_std
-            )
-        else:
-            X_tr, stats = _rowstats.normalize_dense_groups(
-                X, n_groups, self.eps, self.with_mean, self.with_std
-            )
-        X_tr = X_tr.astype(X.dtype, copy=False)
-        return (X_tr, stats) if return_stats else X_tr
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.input_tags.allow_nan = True
-        tags.input_tags.sparse = not self.with_mean
-        tags.transformer_tags.preserves_dtype = ["float64", "float32"]
-        return tags
+        if not return_stats:
+            return self._apply(X, False, "transform")
+        return self._normalize(self._checked_input(X))
 
 
 class LayerNormalizer(_RowNormalizer):

@@ -2,23 +2,19 @@
 
 from __future__ import annotations
 
-from functools import partial
 from numbers import Integral
 
 import numpy as np
 from scipy import stats
-from sklearn.base import BaseEstimator, OneToOneFeatureMixin, TransformerMixin
 from sklearn.utils import check_random_state
-from sklearn.utils.validation import check_is_fitted, validate_data
 
 from . import _kll
-from ._atomic import check_mergeable, unchanged_on_error
-from ._compat import Interval, _fit_context, validate_params
+from ._base import StreamingNormalizer, samples_seen
+from ._compat import Interval, _fit_context
 from ._floats import subtract_in_place
-from ._validation import FLOAT_DTYPES, check_no_infinity, is_plain_batch
 
 
-class RobustNormalizer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
+class RobustNormalizer(StreamingNormalizer):
     r"""Center on the median and scale by a quantile range, learned from a stream.
 
     ``transform`` computes, for every feature,
@@ -155,6 +151,10 @@ class RobustNormalizer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         "copy": ["boolean"],
     }
 
+    _offers_merge = True
+    _merge_ignored_params = ("copy", "random_state")
+    _transient_attributes = frozenset({"_settings_memo", "_statistics_cache"})
+
     def __init__(
         self,
         *,
@@ -174,8 +174,6 @@ class RobustNormalizer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         self.random_state = random_state
         self.copy = copy
 
-    # -- fitting ------------------------------------------------------------
-
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None):
         """Sketch the quantiles of X, forgetting earlier data.
@@ -192,7 +190,7 @@ class RobustNormalizer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         self : RobustNormalizer
             Fitted normalizer.
         """
-        return self._learn(X, reset=True)
+        return self._fit(X)
 
     def partial_fit(self, X, y=None):
         """Update the quantile sketches with one batch.
@@ -211,45 +209,11 @@ class RobustNormalizer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         self : RobustNormalizer
             Updated normalizer.
         """
-        first_call = not hasattr(self, "_sketch")
-        if first_call:
-            validate_params(self)
-        return self._learn(X, reset=first_call)
+        return self._partial_fit(X)
 
-    def _learn(self, X, reset):
-        with unchanged_on_error(self):
-            settings = self._statistics_settings()
-            if reset or not is_plain_batch(self, X):
-                X = validate_data(
-                    self,
-                    X,
-                    reset=reset,
-                    dtype=FLOAT_DTYPES,
-                    ensure_all_finite=False,
-                    ensure_min_samples=1,
-                )
-            if reset:
-                seed = check_random_state(self.random_state).randint(
-                    np.iinfo(np.int64).max, dtype=np.int64
-                )
-                old = _kll.empty_sketch(X.shape[1], self.sketch_size, int(seed))
-            else:
-                old = self._sketch
-                if old.k != self.sketch_size:
-                    raise ValueError(
-                        f"sketch_size changed from {old.k} to {self.sketch_size} "
-                        "after fitting started; call fit to restart, or keep "
-                        "the sketch size of the stream."
-                    )
-            # The sketch finds infinities in the sorted batch for free; the
-            # check then names the features that hold them.
-            sketch = _kll.update_sketch(
-                old, X, on_infinity=partial(check_no_infinity, X)
-            )
-            self._publish(sketch, settings)
-        return self
+    # -- hooks of StreamingNormalizer ----------------------------------------
 
-    def _statistics_settings(self) -> dict:
+    def _settings(self) -> dict:
         """The parameters that turn quantiles into center_ and scale_, checked."""
         try:
             q_min, q_max = (float(q) for q in self.quantile_range)
@@ -277,15 +241,61 @@ class RobustNormalizer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
             "unit_variance": bool(self.unit_variance),
         }
 
-    def _publish(self, sketch, settings):
-        """Set the fitted state from a sketch; center_ and scale_ follow lazily."""
-        count = _kll.sketch_counts(sketch)
-        self.n_samples_seen_ = (
-            int(count[0]) if count.size and np.all(count == count[0]) else count
+    def _empty_state(self, n_features, block=None):
+        seed = int(
+            check_random_state(self.random_state).randint(
+                np.iinfo(np.int64).max, dtype=np.int64
+            )
         )
-        self._sketch = sketch
-        # Filled by _statistics on first use; a new dict for every new sketch.
-        self._statistics_cache = {"settings": settings}
+        if block is not None:
+            # Each part of a parallel fit draws its own coins (see merge).
+            seed = int(np.random.SeedSequence([seed, block]).generate_state(1)[0])
+        return _kll.empty_sketch(n_features, self.sketch_size, seed)
+
+    def _check_state(self, state):
+        if state.k != self.sketch_size:
+            raise ValueError(
+                f"sketch_size changed from {state.k} to {self.sketch_size} after "
+                "fitting started; call fit to restart, or keep the sketch size of "
+                "the stream."
+            )
+
+    def _defers_infinity_check(self, X, sample_weight):
+        # The sketch finds infinities in the sorted batch for free.
+        return True
+
+    def _update_state(self, old, X, sample_weight, on_nonfinite=None):
+        return _kll.update_sketch(old, X, on_infinity=on_nonfinite)
+
+    def _merge_states(self, old, new):
+        return _kll.merge_sketches(old, new)
+
+    def _fitted_attributes(self, state) -> dict:
+        # center_ and scale_ are computed from the sketch when first read: a
+        # new cache for every new sketch.
+        return {
+            "n_samples_seen_": samples_seen(_kll.sketch_counts(state)),
+            "_statistics_cache": {"settings": self._checked_settings()},
+        }
+
+    def _state_to_dict(self, state):
+        return _kll.sketch_to_dict(state)
+
+    def _state_from_dict(self, data):
+        return _kll.sketch_from_dict(data)
+
+    def _upgrade_checkpoint(self, state, version):
+        if version < 2 and "_sketch" in state:
+            # sknorm 0.1 pickled the sketch itself under another name.
+            state["_state"] = _kll.sketch_to_dict(state.pop("_sketch"))
+        return state
+
+    def __setstate__(self, state):
+        super().__setstate__(state)
+        if "_state" in self.__dict__:
+            self._statistics_cache = {"settings": self._checked_settings()}
+
+    # -- statistics ---------------------------------------------------------
 
     def _statistics(self):
         """(center, scale) from the current sketch, computed once per update."""
@@ -300,7 +310,7 @@ class RobustNormalizer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
             q_min, q_max = settings["q_min"], settings["q_max"]
             # Divided by 100 as np.nanpercentile does, for identical results.
             low, median, high = _kll.sketch_quantiles(
-                self._sketch, np.array([q_min, 50.0, q_max]) / 100
+                self._state, np.array([q_min, 50.0, q_max]) / 100
             )
             center = median if settings["with_centering"] else None
             scale = None
@@ -319,110 +329,33 @@ class RobustNormalizer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
     @property
     def center_(self):
         """Median of each feature (see the class docstring)."""
-        return self._statistics()[0]
+        center = self._statistics()[0]
+        return None if center is None else center.copy()
 
     @property
     def scale_(self):
         """Quantile range of each feature (see the class docstring)."""
-        return self._statistics()[1]
-
-    def merge(self, other):
-        """Combine with a normalizer fitted on disjoint data; return self.
-
-        Afterwards ``self`` holds the sketches of the union, with the same
-        rank-error guarantee as one normalizer streamed over all the data
-        (see Notes of the class). Merges can be done in any order or tree.
-
-        Parameters
-        ----------
-        other : RobustNormalizer
-            Fitted on data disjoint from ``self``'s, with the same parameters
-            (``copy`` and ``random_state`` may differ) and features.
-
-        Returns
-        -------
-        self : RobustNormalizer
-            The merged normalizer.
-        """
-        check_mergeable(self, other, ignored_params=("copy", "random_state"))
-        if self._sketch.k != other._sketch.k:
-            raise ValueError(
-                f"Cannot merge: the sketches have sizes {self._sketch.k} and "
-                f"{other._sketch.k}; refit one of them with the other's "
-                "sketch_size."
-            )
-        settings = self._statistics_settings()
-        self._publish(_kll.merge_sketches(self._sketch, other._sketch), settings)
-        return self
+        scale = self._statistics()[1]
+        return None if scale is None else scale.copy()
 
     # -- transforming --------------------------------------------------------
 
-    def transform(self, X, copy=None):
-        """Center and scale X with the current statistics.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-            The data. NaN is kept as NaN.
-        copy : bool, default=None
-            Copy X first; defaults to the ``copy`` parameter.
-
-        Returns
-        -------
-        X_tr : ndarray of shape (n_samples, n_features)
-            Normalized data, of the input's float dtype (float32 stays
-            float32; integers become float64).
-        """
-        check_is_fitted(self)
-        X = self._validate_for_transform(X, copy)
+    def _transform_dense(self, X, out):
         center, scale = self._statistics()
+        if out is not X:
+            out[...] = X
         if center is not None:
-            subtract_in_place(X, center)
+            subtract_in_place(out, center)
         if scale is not None:
-            X /= scale.astype(X.dtype)
-        return X
+            out /= scale.astype(out.dtype)
+        return out
 
-    def inverse_transform(self, X, copy=None):
-        """Undo ``transform``: scale back, then add the center.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-            Normalized data.
-        copy : bool, default=None
-            Copy X first; defaults to the ``copy`` parameter.
-
-        Returns
-        -------
-        X_original : ndarray of shape (n_samples, n_features)
-            Data in the original units.
-        """
-        check_is_fitted(self)
-        X = self._validate_for_transform(X, copy)
+    def _inverse_transform_dense(self, X, out):
         center, scale = self._statistics()
+        if out is not X:
+            out[...] = X
         if scale is not None:
-            X *= scale.astype(X.dtype)
+            out *= scale.astype(out.dtype)
         if center is not None:
-            subtract_in_place(X, -center)
-        return X
-
-    def _validate_for_transform(self, X, copy):
-        copy = self.copy if copy is None else copy
-        if is_plain_batch(self, X):
-            check_no_infinity(X)
-            return X.copy() if copy or not X.flags.writeable else X
-        return validate_data(
-            self,
-            X,
-            reset=False,
-            copy=copy,
-            dtype=FLOAT_DTYPES,
-            force_writeable=True,
-            ensure_all_finite="allow-nan",
-        )
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.input_tags.allow_nan = True
-        tags.transformer_tags.preserves_dtype = ["float64", "float32"]
-        return tags
+            subtract_in_place(out, -center)
+        return out

@@ -14,6 +14,12 @@ means; merging shifted means loses none. Within a batch, moments are computed
 in two passes (mean, then squared deviations from it), never as
 ``E[x**2] - E[x]**2``.
 
+Range. The state holds the variance itself, not the sum of squared deviations
+(``n`` times larger), and every formula is arranged so that no intermediate
+exceeds the result: the statistics stay finite whenever the variance is
+representable in float64 (a spread up to about 1e154), however many samples
+were seen.
+
 Speed. A large batch is processed in blocks of rows whose float64 work array
 fits in a core's cache, and the blocks' moments are combined with the same
 merge formula as batches (``merge_moments``), so a batch costs one read of its
@@ -73,13 +79,14 @@ class Moments(NamedTuple):
     """Weighted moments of a set of samples, per feature, relative to a shift.
 
     ``weight`` is the sum of sample weights, ``mean`` the weighted mean of
-    ``x - shift`` and ``m2`` the weighted sum of squared deviations from that
-    mean. A feature with ``weight == 0`` has ``mean == m2 == 0``.
+    ``x - shift`` and ``var`` the weighted mean of squared deviations from that
+    mean (the biased variance). A feature with ``weight == 0`` has
+    ``mean == var == 0``.
     """
 
     weight: Array
     mean: Array
-    m2: Array
+    var: Array
 
 
 # Bytes of float64 work per block of rows: small enough to stay in a core's
@@ -161,7 +168,7 @@ def _batch_moments(
     work = np.empty((rows, n_features))
     weight = np.empty((n_blocks, n_features))
     mean = np.empty((n_blocks, n_features))
-    m2 = np.empty((n_blocks, n_features))
+    var = np.empty((n_blocks, n_features))
     count = np.zeros(n_features, dtype=np.int64)
     for i, start in enumerate(range(0, n_samples, rows)):
         stop = min(start + rows, n_samples)
@@ -171,9 +178,9 @@ def _batch_moments(
         )
         if not finite:
             on_nonfinite = None  # called once per batch
-        weight[i], mean[i], m2[i] = block
+        weight[i], mean[i], var[i] = block
         count += block_count
-    return _merge_blocks(Moments(weight, mean, m2)), count
+    return _merge_blocks(Moments(weight, mean, var)), count
 
 
 def _merge_blocks(blocks: Moments) -> Moments:
@@ -218,13 +225,18 @@ def _block_moments(
     d = np.subtract(X, shift, out=np.empty(X.shape) if work is None else work)
     total = np.dot(w, d)
     finite = math.isfinite(np.add.reduce(total))
+    if finite and sample_weight is not None and np.count_nonzero(w) != n_samples:
+        # BLAS may skip a row of weight 0, hiding a NaN in it from the sums.
+        finite = math.isfinite(np.add.reduce(np.add.reduce(d)))
     if finite:
         # No NaN anywhere (a NaN would have propagated into the sums).
         weight = float(n_samples) if sample_weight is None else float(w.sum())
-        mean = total / weight if weight else np.zeros_like(total)
+        if not weight:
+            zeros = np.zeros_like(total)
+            return Moments(weight, zeros, zeros), n_samples, True
+        mean = total / weight
         d -= mean
-        np.square(d, out=d)
-        return Moments(weight, mean, np.dot(w, d)), n_samples, True
+        return Moments(weight, mean, _mean_square(w, d, weight)), n_samples, True
 
     if not nan_aware:
         return None, None, False
@@ -240,8 +252,29 @@ def _block_moments(
     mean = _safe_divide(np.dot(w, d), weight)
     d -= mean
     d[~present] = 0.0
-    np.square(d, out=d)
-    return Moments(weight, mean, np.dot(w, d)), count, False
+    return Moments(weight, mean, _mean_square(w, d, weight)), count, False
+
+
+def _mean_square(w: Array, d: Array, weight) -> Array:
+    """``sum_i w_i d_i**2 / weight`` per column, overwriting ``d``.
+
+    A deviation beyond about 1.3e154 has a square that overflows float64 even
+    when the mean square does not. Such columns (their sum is not finite) are
+    summed again with the deviations scaled by a power of two, which is
+    exact, so the result is finite whenever it is representable.
+    """
+    square = np.square(d)
+    result = _safe_divide(np.dot(w, square), weight)
+    if math.isfinite(np.add.reduce(result)):
+        return result
+    columns = np.flatnonzero(~np.isfinite(result))
+    sub = d[:, columns]
+    _, exponent = np.frexp(np.nanmax(np.abs(sub), axis=0, initial=0.0))
+    scaled = np.ldexp(sub, -exponent)
+    scaled_weight = weight if np.ndim(weight) == 0 else weight[columns]
+    mean_square = _safe_divide(np.dot(w, np.square(scaled)), scaled_weight)
+    result[columns] = np.ldexp(mean_square, 2 * exponent)
+    return result
 
 
 def sparse_batch_moments(
@@ -272,20 +305,24 @@ def sparse_batch_moments(
     weight_stored = np.bincount(cols, weights=row_weight, minlength=n_features)
     # The implicit zeros each deviate from the mean by -mean.
     m2 = m2_stored + np.maximum(weight - weight_stored, 0.0) * mean * mean
-    return Moments(weight, mean, m2), count.astype(np.int64)
+    return Moments(weight, mean, _safe_divide(m2, weight)), count.astype(np.int64)
 
 
 def merge_moments(old: Moments, new: Moments) -> Moments:
     """Combine the moments of two disjoint sets of samples (same shift).
 
-    Chan, Golub and LeVeque (1983), eq. 1.5 with weights::
+    Chan, Golub and LeVeque (1983), eq. 1.5 with weights, divided by the
+    total weight so that the state holds variances::
 
-        W = W_a + W_b
+        W = W_a + W_b,  f_a = W_a / W,  f_b = W_b / W
         delta = mean_b - mean_a
-        mean = mean_a + delta * W_b / W
-        M2 = M2_a + M2_b + delta**2 * W_a * W_b / W
+        mean = mean_a + f_b * delta
+        var = var_a + (f_b * (var_b - var_a) + (f_a * delta) * (f_b * delta))
 
-    A side with zero weight contributes nothing.
+    The increment is summed before it is added to ``var_a``, so a long
+    stream of small batches rounds once per batch, as a sum of squares would;
+    no term exceeds the result, so nothing overflows while ``var`` fits. A
+    side with zero weight contributes nothing.
     """
     weight = old.weight + new.weight
     delta = new.mean - old.mean
@@ -293,22 +330,37 @@ def merge_moments(old: Moments, new: Moments) -> Moments:
         # One positive weight for every feature (a batch without NaN): no
         # feature has W == 0.
         frac_new = new.weight / weight
+        frac_old = old.weight / weight
     else:
         frac_new = _safe_divide(new.weight, weight)
+        frac_old = _safe_divide(old.weight, weight)
     mean = old.mean + delta * frac_new
-    m2 = old.m2 + new.m2 + delta * delta * old.weight * frac_new
-    return Moments(weight, mean, m2)
+    var = old.var + (
+        frac_new * (new.var - old.var) + (frac_old * delta) * (frac_new * delta)
+    )
+    return Moments(weight, mean, var)
 
 
 def decay_moments(moments: Moments, factor: float) -> Moments:
-    """Scale every sample weight by ``factor``: the mean is unchanged."""
-    return Moments(moments.weight * factor, moments.mean, moments.m2 * factor)
+    """Scale every sample weight by ``factor``: mean and variance are unchanged.
+
+    A weight that underflows to 0 leaves an empty set (zero moments).
+    """
+    weight = moments.weight * factor
+    if np.count_nonzero(weight) == np.size(weight):
+        return Moments(weight, moments.mean, moments.var)
+    empty = weight == 0
+    return Moments(
+        weight,
+        np.where(empty, 0.0, moments.mean),
+        np.where(empty, 0.0, moments.var),
+    )
 
 
 def rebase_moments(moments: Moments, old_shift: Array, new_shift: Array) -> Moments:
     """Express moments taken relative to ``old_shift`` relative to ``new_shift``."""
     mean = np.where(moments.weight > 0, moments.mean + (old_shift - new_shift), 0.0)
-    return Moments(moments.weight, mean, moments.m2)
+    return Moments(moments.weight, mean, moments.var)
 
 
 def half_life_row_weights(n_rows: int, half_life: float) -> Array:
@@ -570,7 +622,8 @@ def update_momentum(
     has_mean = new.weight > 0
     has_var = new.weight > 1
     with np.errstate(invalid="ignore", divide="ignore"):
-        batch_var = new.m2 / (new.weight - 1.0)
+        # Bessel's correction: M2 / (W - 1) = var * (W / (W - 1)).
+        batch_var = new.var * (new.weight / (new.weight - 1.0))
     mean = np.where(
         old.mean_updates > 0, (1 - momentum) * old_mean + momentum * new.mean, new.mean
     )
@@ -600,7 +653,7 @@ def overflowed(state: StreamState | EmaState) -> NDArray[np.bool_]:
         bad_var = (state.var_updates > 0) & ~np.isfinite(state.var)
         return bad_mean | bad_var
     m = state.moments
-    finite = np.isfinite(state.shift + m.mean) & np.isfinite(m.m2)
+    finite = np.isfinite(state.shift + m.mean) & np.isfinite(m.var)
     return (m.weight > 0) & ~finite
 
 
@@ -615,11 +668,10 @@ def state_mean_var(state: StreamState | EmaState) -> tuple[Array, Array]:
         return mean, np.where(state.var_updates > 0, state.var, np.nan)
     m = state.moments
     if np.count_nonzero(m.weight) == m.weight.size:
-        # Every feature has data, and M2 is a sum of non-negative terms.
-        return state.shift + m.mean, m.m2 / m.weight
+        # Every feature has data; merge_moments never makes var negative.
+        return state.shift + m.mean, m.var.copy()
     has_data = m.weight > 0
-    var = np.maximum(_safe_divide(m.m2, m.weight), 0.0)
     return (
         np.where(has_data, state.shift + m.mean, np.nan),
-        np.where(has_data, var, np.nan),
+        np.where(has_data, np.maximum(m.var, 0.0), np.nan),
     )

@@ -127,9 +127,7 @@ def test_very_long_stream_counts_beyond_int32():
     big = 2**40
     state = _stats.StreamState(
         shift=np.zeros(1),
-        moments=_stats.Moments(
-            np.array([float(big)]), np.ones(1), np.array([4.0 * big])
-        ),
+        moments=_stats.Moments(np.array([float(big)]), np.ones(1), np.array([4.0])),
         count=np.array([big], dtype=np.int64),
         n_rows=big,
     )

@@ -16,7 +16,7 @@ import scipy.sparse as sp
 import sklearn
 from sklearn.preprocessing import StandardScaler
 
-import sknorm._batch
+import sknorm._base
 from sknorm import BatchNormalizer, _stats
 
 GOOD = np.random.default_rng(0).standard_normal((40, 3)) * [1.0, 10.0, 0.1] + 5.0
@@ -24,7 +24,7 @@ GOOD = np.random.default_rng(0).standard_normal((40, 3)) * [1.0, 10.0, 0.1] + 5.
 
 def general_path(monkeypatch):
     """Send every input through validate_data, as before the fast path."""
-    monkeypatch.setattr(sknorm._batch, "is_plain_batch", lambda estimator, X: False)
+    monkeypatch.setattr(sknorm._base, "is_plain_batch", lambda estimator, X: False)
 
 
 def state_of(est):
@@ -70,13 +70,13 @@ def assert_same_outcome(fast, general):
 @pytest.fixture
 def count_validations(monkeypatch):
     calls = []
-    original = sknorm._batch.validate_data
+    original = sknorm._base.validate_data
 
     def counting(*args, **kwargs):
         calls.append(1)
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(sknorm._batch, "validate_data", counting)
+    monkeypatch.setattr(sknorm._base, "validate_data", counting)
     return calls
 
 
@@ -350,23 +350,27 @@ def test_plain_array_after_dataframe_fit_warns_as_scikit_learn(monkeypatch):
         ref.transform(GOOD)
 
 
-def test_parameters_are_validated_once_per_fit_on_both_paths(monkeypatch):
+def test_parameters_are_validated_on_every_call_on_both_paths(monkeypatch):
     def run(skip):
         est = BatchNormalizer().partial_fit(GOOD)
-        est.set_params(copy="no")  # invalid, but partial_fit does not re-validate
+        est.set_params(copy="no")  # invalid: the next call refuses it
         with sklearn.config_context(skip_parameter_validation=skip):
-            est.partial_fit(GOOD + 1)
+            partial = outcome(lambda: est.partial_fit(GOOD + 1))
             fit_result = outcome(lambda: BatchNormalizer(copy="no").fit(GOOD))
-        return est, fit_result
+        return est, partial, fit_result
 
     for skip in (False, True):
         with monkeypatch.context() as m:
             general_path(m)
-            general, general_fit = run(skip)
-        fast, fast_fit = run(skip)
+            general, general_partial, general_fit = run(skip)
+        fast, fast_partial, fast_fit = run(skip)
         assert_same_state(fast, general)
+        assert_same_outcome(fast_partial, general_partial)
         assert_same_outcome(fast_fit, general_fit)
+        assert (fast_partial[0][0] == "raised") == (not skip)
         assert (fast_fit[0][0] == "raised") == (not skip)
+        # A refused call learned nothing.
+        assert fast.n_samples_seen_ == (GOOD.shape[0] * (1 if not skip else 2))
 
 
 # -- derived values are never stale; pickles stay small ---------------------------
@@ -488,7 +492,7 @@ def test_blocked_moments_equal_the_reference(monkeypatch, rows, weighted, nan):
     W, mean, var = reference_moments(X, w)
     np.testing.assert_allclose(moments.weight, W, rtol=1e-13)
     np.testing.assert_allclose(moments.mean + shift, mean, rtol=1e-14)
-    np.testing.assert_allclose(moments.m2 / moments.weight, var, rtol=1e-11)
+    np.testing.assert_allclose(moments.var, var, rtol=1e-11)
     np.testing.assert_array_equal(count, (~np.isnan(X)).sum(axis=0))
     assert moments.weight.shape == count.shape == (4,)
     # on_nonfinite is called once per batch, and only for a batch with NaN.

@@ -311,14 +311,14 @@ def fitted_state(norm):
 def test_failed_partial_fit_leaves_the_state_unchanged(X, error, match):
     norm = RobustNormalizer().fit(np.arange(12.0).reshape(4, 3))
     before = fitted_state(norm)
-    sketch = norm._sketch
+    sketch = norm._state
     with pytest.raises(error, match=match):
         norm.partial_fit(X)
     after = fitted_state(norm)
     assert before[:2] == after[:2]
     np.testing.assert_array_equal(before[2], after[2])
     np.testing.assert_array_equal(before[3], after[3])
-    assert norm._sketch is sketch
+    assert norm._state is sketch
 
 
 @pytest.mark.parametrize(

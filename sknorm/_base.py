@@ -1,0 +1,459 @@
+"""The base of every sknorm streaming estimator: the plumbing, written once.
+
+:class:`StreamingNormalizer` owns what every estimator of the family must do
+the same way: parameter validation on every call, input validation with the
+same messages, the fast path for plain arrays, the all-or-nothing update, the
+``n_samples_seen_`` rule, ``merge``, tags, versioned checkpoints and the Dask
+entry point. An estimator is a module of hooks:
+
+==============================  ===============================================
+hook                            what it returns or does
+==============================  ===============================================
+``_settings()``                 what the parameters mean for the statistics
+                                (e.g. a statistics mode); raise ValueError for
+                                parameters that conflict. Computed when the
+                                parameters change, then cached.
+``_empty_state(n, block)``      the state of a stream that has seen nothing
+                                (``block`` numbers the parts of a Dask fit)
+``_check_state(state)``         raise if the parameters changed in a way the
+                                state cannot follow (e.g. another mode)
+``_check_batch(X)``             raise for a batch the update cannot take
+``_update_state(old, X, w,      the state after one batch; pure: never
+on_nonfinite)``                 changes ``old``. If it calls ``on_nonfinite``
+                                when it meets a value that may be infinite,
+                                ``_defers_infinity_check`` may say so
+``_merge_states(old, new)``     the state of two disjoint parts (``new``
+                                later); needed for ``merge`` and Dask trees
+``_state_merges()``             whether ``_merge_states`` applies now
+``_fitted_attributes(state)``   the public fitted attributes, fresh arrays
+``_transform_dense(X, out)``    ``transform`` of a float ndarray: the result,
+                                written into ``out`` (which may be X) or new;
+                                ``_transform_sparse(X)`` in place for CSR/CSC,
+                                when sparse is accepted
+``_inverse_transform_dense``,   the same for ``inverse_transform`` (the method
+``_inverse_transform_sparse``   exists only if the dense hook is overridden)
+``_state_to_dict(state)``,      the plain-data checkpoint form and back;
+``_state_from_dict(data)``      ``_upgrade_checkpoint`` reads older formats
+==============================  ===============================================
+
+and class attributes: ``_sparse_formats`` (accepted scipy.sparse formats),
+``_offers_merge`` (a public :meth:`merge`), ``_merge_ignored_params``,
+``_transient_attributes`` (caches left out of checkpoints).
+
+The update is all-or-nothing: the new state is computed from the old one and
+the validated batch, and published in one ``__dict__.update``; a call that
+raises leaves every attribute as it was. Fitted arrays are never shared with
+the state, so writing into one cannot change what is learned next.
+"""
+
+from __future__ import annotations
+
+import inspect
+from contextlib import nullcontext
+from typing import Any, ClassVar
+
+import numpy as np
+import scipy.sparse as sp
+from sklearn import get_config
+from sklearn.base import BaseEstimator, OneToOneFeatureMixin, TransformerMixin
+from sklearn.utils.metaestimators import available_if
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from ._atomic import check_mergeable, unchanged_on_error
+from ._checkpoint import dump_estimator_state, load_estimator_state
+from ._compat import validate_params
+from ._validation import (
+    FLOAT_DTYPES,
+    check_no_infinity,
+    check_sample_weight,
+    is_dask_collection,
+    is_plain_batch,
+)
+
+__all__ = ["SparseCenteringError", "StreamingNormalizer", "samples_seen"]
+
+
+class SparseCenteringError(ValueError, TypeError):
+    """Sparse input given to a normalizer that centers (``with_mean=True``).
+
+    A ValueError, as in ``StandardScaler``; also a TypeError, the exception
+    scikit-learn's checks expect from an estimator that rejects a sparse type.
+    """
+
+
+def samples_seen(count: np.ndarray) -> int | np.ndarray:
+    """``n_samples_seen_`` from per-feature counts, as ``StandardScaler`` has it.
+
+    An int when every feature saw the same number of values, else a fresh
+    int64 array of the per-feature counts.
+    """
+    if count.size and not np.count_nonzero(count - count[0]):
+        return int(count[0])
+    return np.array(count, dtype=np.int64)
+
+
+_PARAM_NAMES: dict[type, frozenset] = {}
+
+
+def _param_names(cls) -> frozenset:
+    names = _PARAM_NAMES.get(cls)
+    if names is None:
+        names = _PARAM_NAMES[cls] = frozenset(cls._get_param_names())
+    return names
+
+
+def _param_defaults(cls) -> dict[str, Any]:
+    signature = inspect.signature(cls.__init__)
+    return {
+        name: p.default
+        for name, p in signature.parameters.items()
+        if name != "self" and p.default is not inspect.Parameter.empty
+    }
+
+
+def _overrides(hook: str):
+    """``available_if`` check: the estimator's class overrides ``hook``."""
+
+    def check(estimator) -> bool:
+        return getattr(type(estimator), hook) is not getattr(StreamingNormalizer, hook)
+
+    return check
+
+
+class StreamingNormalizer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
+    """Base class of the sknorm estimators that learn from streams.
+
+    Not public: subclass it through the hooks listed in the module docstring.
+    """
+
+    _sparse_formats: ClassVar[tuple[str, ...]] = ()
+    _offers_merge: ClassVar[bool] = False
+    _merge_ignored_params: ClassVar[tuple[str, ...]] = ("copy",)
+    _transient_attributes: ClassVar[frozenset[str]] = frozenset({"_settings_memo"})
+    # Read by the streaming composites: partial_fit is all-or-nothing and
+    # replaces fitted attributes instead of writing into them, so a shallow
+    # copy of __dict__ is a complete snapshot.
+    _sknorm_atomic: ClassVar[bool] = True
+
+    # -- hooks (see the module docstring) -------------------------------------
+
+    def _settings(self) -> Any:
+        return None
+
+    def _empty_state(self, n_features: int, block: int | None = None):
+        raise NotImplementedError
+
+    def _check_state(self, state) -> None:
+        pass
+
+    def _check_batch(self, X) -> None:
+        pass
+
+    def _update_state(self, old, X, sample_weight, on_nonfinite=None):
+        raise NotImplementedError
+
+    def _defers_infinity_check(self, X, sample_weight) -> bool:
+        return False
+
+    def _merge_states(self, old, new):
+        raise NotImplementedError
+
+    def _state_merges(self) -> bool:
+        return _overrides("_merge_states")(self)
+
+    def _fitted_attributes(self, state) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def _fit_batch_size(self) -> int | None:
+        """Rows per batch in which ``fit`` streams X (None: one batch)."""
+        return None
+
+    def _transform_dense(self, X: np.ndarray, out: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def _transform_sparse(self, X):
+        raise NotImplementedError
+
+    def _inverse_transform_dense(self, X: np.ndarray, out: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def _inverse_transform_sparse(self, X):
+        raise NotImplementedError
+
+    def _state_to_dict(self, state) -> dict[str, Any]:
+        return state
+
+    def _state_from_dict(self, data: dict[str, Any]):
+        return data
+
+    def _state_from_legacy(self, stored):
+        raise ValueError(
+            f"This {type(self).__name__} checkpoint holds a statistics state of "
+            f"type {type(stored).__name__}; it is damaged or was not written by "
+            "sknorm."
+        )
+
+    def _upgrade_checkpoint(self, state: dict, version: int) -> dict:
+        return state
+
+    # -- parameters -------------------------------------------------------------
+
+    def __setattr__(self, name, value):
+        # A new parameter value (set_params or assignment) is validated again
+        # at the next call; until then the cached settings stand.
+        if name in _param_names(type(self)):
+            self.__dict__.pop("_settings_memo", None)
+        object.__setattr__(self, name, value)
+
+    def _checked_settings(self):
+        """The validated parameters' settings, computed once per change.
+
+        Parameters are validated as ``fit`` validates them (unless
+        scikit-learn's ``skip_parameter_validation`` is set), so a call with
+        invalid parameters raises before it changes anything.
+        """
+        memo = self.__dict__.get("_settings_memo")
+        if memo is None:
+            if not get_config()["skip_parameter_validation"]:
+                validate_params(self)
+            memo = self.__dict__["_settings_memo"] = (self._settings(),)
+        return memo[0]
+
+    def _state_fits(self, state) -> bool:
+        try:
+            self._check_state(state)
+        except ValueError:
+            return False
+        return True
+
+    # -- learning ---------------------------------------------------------------
+
+    def _fit(self, X, sample_weight=None):
+        """``fit``: forget, then learn X (in batches if the estimator asks)."""
+        return self._learn(X, sample_weight, reset=True, need_weight=True)
+
+    def _partial_fit(self, X, sample_weight=None):
+        """``partial_fit``: the first call starts the stream."""
+        return self._learn(X, sample_weight, reset="_state" not in self.__dict__)
+
+    def _learn(self, X, sample_weight=None, *, reset: bool, need_weight=False):
+        settings = self._checked_settings()
+        plain = not reset and is_plain_batch(self, X)
+        if not plain and is_dask_collection(X):
+            from ._dask import learn_dask  # dask is an optional extra
+
+            return learn_dask(self, X, sample_weight, reset, need_weight)
+        # A plain batch changes nothing before the single publishing update,
+        # so there is nothing to restore; validate_data may set attributes.
+        with nullcontext() if plain else unchanged_on_error(self):
+            if not plain:
+                X = self._validate_input(X, reset=reset, learning=True)
+            old = self._empty_state(X.shape[1]) if reset else self._state
+            # The update may look for infinities itself, but an error about
+            # the state would come first: then X is checked here.
+            defer = self._defers_infinity_check(X, sample_weight) and (
+                reset or self._state_fits(old)
+            )
+            if not defer:
+                check_no_infinity(X)
+            if sample_weight is not None:
+                sample_weight = check_sample_weight(sample_weight, X.shape[0])
+                if need_weight and not sample_weight.any():
+                    # A stream may pass a batch of zero weights (time still
+                    # passes in half-life mode), but a fit would learn nothing.
+                    raise ValueError(
+                        "All sample weights are zero: fit has nothing to learn "
+                        "from. Give at least one sample a positive weight."
+                    )
+            if not reset:
+                self._check_state(old)
+            on_nonfinite = (lambda: check_no_infinity(X)) if defer else None
+            batch_size = self._fit_batch_size() if reset else None
+            if batch_size is None:
+                self._check_batch(X)
+                state = self._update_state(old, X, sample_weight, on_nonfinite)
+            else:
+                state = self._update_in_batches(
+                    old, X, sample_weight, batch_size, on_nonfinite
+                )
+            self._publish(state, settings)
+        return self
+
+    def _update_in_batches(self, state, X, sample_weight, batch_size, on_nonfinite):
+        """Feed X to the update in consecutive batches of ``batch_size`` rows.
+
+        A last batch too small for the update (``_check_batch``) joins the
+        batch before it.
+        """
+        n_samples = X.shape[0]
+        starts = list(range(0, n_samples, batch_size))
+        if len(starts) > 1:
+            try:
+                self._check_batch(X[starts[-1] :])
+            except ValueError:
+                starts.pop()
+        bounds = [*starts, n_samples]
+        for start, stop in zip(bounds[:-1], bounds[1:], strict=True):
+            batch = X[start:stop]
+            self._check_batch(batch)
+            w = None if sample_weight is None else sample_weight[start:stop]
+            state = self._update_state(state, batch, w, on_nonfinite)
+        return state
+
+    def _publish(self, state, settings=None) -> None:
+        """Set the fitted attributes from a state, in one update."""
+        attributes = self._fitted_attributes(state)
+        attributes["_state"] = state
+        self.__dict__.update(attributes)
+
+    def _validate_input(self, X, *, reset: bool, learning: bool, copy=False):
+        """``validate_data`` with sknorm's rules: float dtypes, the accepted
+        sparse formats, NaN allowed, infinity left to the caller's check."""
+        X = validate_data(
+            self,
+            X,
+            reset=reset,
+            accept_sparse=self._sparse_formats or False,
+            dtype=FLOAT_DTYPES,
+            ensure_all_finite=False,
+            copy=copy,
+            force_writeable=not learning,
+        )
+        if sp.issparse(X) and self._centers_data():
+            raise SparseCenteringError(
+                "Cannot center sparse data: pass with_mean=False to scale it "
+                "without centering (centering would make it dense)."
+            )
+        return X
+
+    def _centers_data(self) -> bool:
+        return bool(getattr(self, "with_mean", False))
+
+    # -- merging ----------------------------------------------------------------
+
+    @available_if(lambda self: self._offers_merge)
+    def merge(self, other):
+        """Combine with an estimator fitted on disjoint data; return self.
+
+        Afterwards ``self`` holds the statistics of the union, as if one
+        estimator had learned all the data (see the class's Notes for the
+        order and the guarantee).
+
+        Parameters
+        ----------
+        other : estimator of the same class
+            Fitted on data disjoint from ``self``'s, with the same parameters
+            and features.
+
+        Returns
+        -------
+        self : object
+            The merged estimator.
+        """
+        check_mergeable(self, other, ignored_params=self._merge_ignored_params)
+        settings = self._checked_settings()
+        self._check_state(self._state)
+        self._check_state(other._state)
+        self._publish(self._merge_states(self._state, other._state), settings)
+        return self
+
+    # -- transforming -----------------------------------------------------------
+
+    def transform(self, X, copy=None):
+        """Normalize X with the current statistics.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            The data. NaN is kept as NaN.
+        copy : bool, default=None
+            Copy X first; defaults to the ``copy`` parameter.
+
+        Returns
+        -------
+        X_tr : {ndarray, sparse matrix} of shape (n_samples, n_features)
+            Normalized data, of the input's float dtype (float32 stays
+            float32; integers become float64).
+        """
+        return self._apply(X, copy, "transform")
+
+    @available_if(_overrides("_inverse_transform_dense"))
+    def inverse_transform(self, X, copy=None):
+        """Undo ``transform``.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            Normalized data.
+        copy : bool, default=None
+            Copy X first; defaults to the ``copy`` parameter.
+
+        Returns
+        -------
+        X_original : {ndarray, sparse matrix} of shape (n_samples, n_features)
+            Data in the original units.
+        """
+        return self._apply(X, copy, "inverse_transform")
+
+    def _apply(self, X, copy, method: str):
+        """Validate X as ``method`` needs it, then run the method's hook."""
+        copy = getattr(self, "copy", True) if copy is None else copy
+        inverse = method == "inverse_transform"
+        dense = self._inverse_transform_dense if inverse else self._transform_dense
+        if is_plain_batch(self, X):
+            self._checked_settings()
+            check_no_infinity(X)
+            in_place = not copy and X.flags.writeable
+            return dense(X, X if in_place else np.empty_like(X))
+        if is_dask_collection(X):
+            check_is_fitted(self)
+            from ._dask import transform_dask  # dask is an optional extra
+
+            return transform_dask(self, X, method)
+        X = self._checked_input(X, copy)
+        if sp.issparse(X):
+            return (
+                self._inverse_transform_sparse if inverse else self._transform_sparse
+            )(X)
+        return dense(X, X)
+
+    def _checked_input(self, X, copy: bool = False):
+        """X validated for a transform, by the same rules as ``transform``:
+        the parameters and fit checked, a float array or accepted sparse
+        matrix of the fitted width without infinity, owned if ``copy``."""
+        self._checked_settings()
+        if is_plain_batch(self, X):
+            check_no_infinity(X)
+            return X.copy() if copy or not X.flags.writeable else X
+        check_is_fitted(self)
+        return self._validated_for_transform(X, copy)
+
+    def _validated_for_transform(self, X, copy: bool):
+        """X checked for a transform: an array of the fitted width, without
+        infinity, owned by the caller if ``copy``."""
+        X = self._validate_input(X, reset=False, learning=False, copy=copy)
+        check_no_infinity(X)
+        return X
+
+    # -- checkpoints ------------------------------------------------------------
+
+    def __getstate__(self):
+        # A checkpoint holds plain, versioned data (see _checkpoint) and no
+        # caches, which are rebuilt on demand.
+        return dump_estimator_state(self, super().__getstate__())
+
+    def __setstate__(self, state):
+        state = load_estimator_state(self, state)
+        # A parameter added since the checkpoint was written takes its default.
+        for name, default in _param_defaults(type(self)).items():
+            state.setdefault(name, default)
+        super().__setstate__(state)
+
+    # -- tags -------------------------------------------------------------------
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = True
+        tags.input_tags.sparse = bool(self._sparse_formats) and not self._centers_data()
+        tags.transformer_tags.preserves_dtype = ["float64", "float32"]
+        return tags

@@ -1,0 +1,224 @@
+"""Statistics modes: how BatchNormalizer's running mean and variance move.
+
+A mode is a small immutable object built from the estimator's parameters.
+Every mode offers the same operations on its own state type, so the
+estimator, the Dask reduction and the checkpoints never ask which mode they
+hold:
+
+- ``empty(n_features)``: the state of a stream that has seen nothing;
+- ``update(old, X, sample_weight, on_nonfinite)``: the state after one batch;
+- ``merge(old, new)``: the state of two disjoint parts of a stream (``new``
+  later), or a ValueError where the mode has no merge;
+- ``mean_var(state)``, ``weight(state)``, ``count(state)``: what is published;
+- ``to_dict(state)`` / ``from_dict(data)``: the plain-data checkpoint form.
+
+The arithmetic lives in :mod:`sknorm._stats`; a mode only chooses it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+import numpy as np
+from numpy.typing import NDArray
+
+from . import _stats
+from ._stats import EmaState, Moments, StreamState
+
+__all__ = [
+    "StatisticsMode",
+    "ExactMode",
+    "HalfLifeMode",
+    "MomentumMode",
+    "statistics_mode",
+    "state_from_dict",
+]
+
+
+class StatisticsMode:
+    """What every mode shares; a subclass supplies ``empty``, ``update``,
+    ``merge``, ``owns``, ``weight`` and ``to_dict``."""
+
+    name: ClassVar[str]
+    #: Whether ``update`` gives rows weights of its own, which may hide an
+    #: infinity from the batch's sums (the caller then checks X first).
+    reweights_rows: ClassVar[bool] = False
+    #: Fewest rows a batch may have.
+    min_batch_rows: ClassVar[int] = 1
+    mergeable: ClassVar[bool] = True
+
+    def __eq__(self, other) -> bool:
+        return type(other) is type(self) and vars(other) == vars(self)
+
+    def __hash__(self) -> int:
+        return hash((type(self), tuple(sorted(vars(self).items()))))
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in vars(self).items())
+        return f"{type(self).__name__}({args})"
+
+    def mean_var(self, state) -> tuple[NDArray, NDArray]:
+        """Published mean and variance; NaN for a feature without data."""
+        return _stats.state_mean_var(state)
+
+    def count(self, state) -> NDArray[np.int64]:
+        """Number of non-missing values seen, per feature."""
+        return state.count
+
+    def n_rows(self, state) -> int:
+        """Number of rows seen."""
+        return state.n_rows
+
+    def overflowed(self, state) -> NDArray[np.bool_]:
+        """Features whose statistics overflowed float64."""
+        return _stats.overflowed(state)
+
+
+class ExactMode(StatisticsMode):
+    """Every sample seen, equally weighted (by its ``sample_weight``)."""
+
+    name: ClassVar[str] = "exact"
+
+    def empty(self, n_features: int) -> StreamState:
+        return _stats.empty_stream_state(n_features)
+
+    def update(
+        self,
+        old: StreamState,
+        X,
+        sample_weight: NDArray | None = None,
+        on_nonfinite: Callable[[], None] | None = None,
+    ) -> StreamState:
+        return _stats.update_exact(old, X, sample_weight, on_nonfinite=on_nonfinite)
+
+    def merge(self, old: StreamState, new: StreamState) -> StreamState:
+        return _stats.merge_stream_states(old, new)
+
+    def owns(self, state) -> bool:
+        """Whether ``state`` can continue in this mode."""
+        return isinstance(state, StreamState)
+
+    def weight(self, state) -> NDArray:
+        """Total weight behind each feature's statistics."""
+        return state.moments.weight
+
+    @staticmethod
+    def to_dict(state: StreamState) -> dict[str, Any]:
+        return _stream_state_to_dict(state)
+
+
+class HalfLifeMode(ExactMode):
+    """A sample ``a`` rows old weighs ``2**(-a / half_life)``.
+
+    It shares the exact mode's state (the two can follow each other in one
+    stream); its merge is ordered: ``new`` is the later part of the stream.
+    """
+
+    name: ClassVar[str] = "half_life"
+    reweights_rows: ClassVar[bool] = True
+
+    def __init__(self, half_life: float):
+        self.half_life = float(half_life)
+
+    def update(self, old, X, sample_weight=None, on_nonfinite=None):
+        return _stats.update_half_life(
+            old, X, self.half_life, sample_weight, on_nonfinite=on_nonfinite
+        )
+
+    def merge(self, old, new):
+        return _stats.merge_stream_states(old, new, self.half_life)
+
+
+class MomentumMode(StatisticsMode):
+    """``torch.nn.BatchNorm1d``'s exponential average, one update per batch."""
+
+    name: ClassVar[str] = "momentum"
+    min_batch_rows: ClassVar[int] = 2
+    mergeable: ClassVar[bool] = False
+
+    def __init__(self, momentum: float):
+        self.momentum = float(momentum)
+
+    def empty(self, n_features: int) -> EmaState:
+        return _stats.empty_ema_state(n_features)
+
+    def update(self, old, X, sample_weight=None, on_nonfinite=None):
+        return _stats.update_momentum(
+            old, X, self.momentum, sample_weight, on_nonfinite=on_nonfinite
+        )
+
+    def merge(self, old, new):
+        raise ValueError(
+            "merge is not defined for the momentum mode: its statistics depend "
+            "on the order of batches, not only on the data. Use the exact or "
+            "half_life mode."
+        )
+
+    def owns(self, state) -> bool:
+        return isinstance(state, EmaState)
+
+    def weight(self, state) -> NDArray:
+        return state.weight
+
+    @staticmethod
+    def to_dict(state: EmaState) -> dict[str, Any]:
+        fields = state._asdict()
+        fields["n_rows"] = int(state.n_rows)
+        return {"kind": "momentum", **fields}
+
+
+def statistics_mode(momentum: float | None, half_life: float | None) -> StatisticsMode:
+    """The mode that BatchNormalizer's ``momentum`` and ``half_life`` select."""
+    if momentum is not None and half_life is not None:
+        raise ValueError(
+            "momentum and half_life are two different statistics modes; set at "
+            f"most one of them (got momentum={momentum}, half_life={half_life})."
+        )
+    if momentum is not None:
+        return MomentumMode(momentum)
+    if half_life is not None:
+        return HalfLifeMode(half_life)
+    return ExactMode()
+
+
+def _stream_state_to_dict(state: StreamState) -> dict[str, Any]:
+    return {
+        "kind": "moments",
+        "shift": state.shift,
+        "weight": state.moments.weight,
+        "mean": state.moments.mean,
+        "var": state.moments.var,
+        "count": state.count,
+        "n_rows": int(state.n_rows),
+    }
+
+
+def state_from_dict(data: dict[str, Any]) -> StreamState | EmaState:
+    """Rebuild a statistics state from a mode's ``to_dict`` output.
+
+    Also reads the first checkpoint format, whose moments held the sum of
+    squared deviations ``m2`` instead of the variance.
+    """
+    data = dict(data)
+    kind = data.pop("kind", None)
+    if kind == "momentum":
+        return EmaState(**data)
+    if kind == "moments":
+        weight = np.asarray(data["weight"], dtype=np.float64)
+        if "var" in data:
+            var = np.asarray(data["var"], dtype=np.float64)
+        else:
+            var = m2_to_var(np.asarray(data["m2"], dtype=np.float64), weight)
+        moments = Moments(weight, np.asarray(data["mean"], dtype=np.float64), var)
+        return StreamState(
+            np.asarray(data["shift"]), moments, data["count"], int(data["n_rows"])
+        )
+    raise ValueError(f"Unknown sknorm statistics state kind {kind!r} in checkpoint.")
+
+
+def m2_to_var(m2: NDArray, weight: NDArray) -> NDArray:
+    """The variance from a sum of squared deviations (0 where no weight)."""
+    out = np.zeros_like(m2)
+    np.divide(m2, weight, out=out, where=weight > 0)
+    return out
