@@ -10,7 +10,12 @@ import scipy.sparse as sp
 from . import _stats
 from ._base import StreamingNormalizer, samples_seen
 from ._compat import Interval, _fit_context
-from ._floats import scale_from_var, split_float32, subtract_in_place
+from ._floats import (
+    normalize_columns,
+    scale_from_var,
+    split_float32,
+    subtract_in_place,
+)
 from ._modes import state_from_dict as _mode_state_from_dict
 from ._modes import statistics_mode
 from ._validation import format_indices
@@ -326,34 +331,8 @@ class BatchNormalizer(StreamingNormalizer):
         return super()._state_from_legacy(stored)
 
     def _transform_dense(self, X, out):
-        """Write the normalized rows of X to ``out`` (which may be X).
-
-        Works in blocks of rows that stay in cache between the steps.
-        """
-        with_mean, with_std, clip = self.with_mean, self.with_std, self.clip
         center, center_lo, inv_scale = self._transform_constants_for(X.dtype)
-        n_samples, n_features = X.shape
-        rows = _stats.block_rows(n_features)
-        one_block = n_samples <= rows
-        for start in (0,) if one_block else range(0, n_samples, rows):
-            if one_block:
-                src, dst = X, out
-            else:
-                src, dst = X[start : start + rows], out[start : start + rows]
-            if with_mean:
-                # To float32 precision for float32 X: see split_float32.
-                np.subtract(src, center, out=dst)
-                if center_lo is not None:
-                    np.subtract(dst, center_lo, out=dst)
-                src = dst
-            if with_std:
-                np.multiply(src, inv_scale, out=dst)
-                src = dst
-            if src is not dst:
-                dst[...] = src
-            if clip is not None:
-                np.clip(dst, -clip, clip, out=dst)
-        return out
+        return normalize_columns(X, out, center, center_lo, inv_scale, self.clip)
 
     def _transform_sparse(self, X):
         if self.scale_ is not None:
@@ -388,18 +367,23 @@ class BatchNormalizer(StreamingNormalizer):
         """
         mean, scale = self.mean_, self.scale_
         memo = self.__dict__.get("_transform_constants")
-        entry = None if memo is None else memo.get(dtype)
+        key = (dtype, bool(self.with_mean), bool(self.with_std))
+        entry = None if memo is None else memo.get(key)
         if entry is None or entry[0] is not mean or entry[1] is not scale:
-            if mean is None:
+            if mean is None or not self.with_mean:
                 center = center_lo = None
             elif dtype == np.float32:
                 center, center_lo = split_float32(mean)
             else:
                 center, center_lo = mean, None
-            inv_scale = None if scale is None else (1.0 / scale).astype(dtype)
+            inv_scale = (
+                None
+                if scale is None or not self.with_std
+                else (1.0 / scale).astype(dtype)
+            )
             entry = (mean, scale, center, center_lo, inv_scale)
             if memo is not None:
-                memo[dtype] = entry
+                memo[key] = entry
         return entry[2:]
 
     def __setstate__(self, state):
