@@ -67,7 +67,7 @@ from ._validation import (
     check_no_infinity,
     check_sample_weight,
     is_dask_collection,
-    is_plain_batch,
+    plain_array,
 )
 
 __all__ = ["SparseCenteringError", "StreamingNormalizer", "samples_seen"]
@@ -129,7 +129,11 @@ class StreamingNormalizer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator)
     _sparse_formats: ClassVar[tuple[str, ...]] = ()
     _offers_merge: ClassVar[bool] = False
     _merge_ignored_params: ClassVar[tuple[str, ...]] = ("copy",)
-    _transient_attributes: ClassVar[frozenset[str]] = frozenset({"_settings_memo"})
+    # Caches, left out of checkpoints: the validated settings and the
+    # feature names as a pandas Index (see plain_array).
+    _transient_attributes: ClassVar[frozenset[str]] = frozenset(
+        {"_settings_memo", "_names_index"}
+    )
     # Read by the streaming composites: partial_fit is all-or-nothing and
     # replaces fitted attributes instead of writing into them, so a shallow
     # copy of __dict__ is a complete snapshot.
@@ -238,8 +242,11 @@ class StreamingNormalizer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator)
 
     def _learn(self, X, sample_weight=None, *, reset: bool, need_weight=False):
         settings = self._checked_settings()
-        plain = not reset and is_plain_batch(self, X)
-        if not plain and is_dask_collection(X):
+        array = None if reset else plain_array(self, X)
+        plain = array is not None
+        if plain:
+            X = array
+        elif is_dask_collection(X):
             from ._dask import learn_dask  # dask is an optional extra
 
             return learn_dask(self, X, sample_weight, reset, need_weight)
@@ -400,11 +407,12 @@ class StreamingNormalizer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator)
         copy = getattr(self, "copy", True) if copy is None else copy
         inverse = method == "inverse_transform"
         dense = self._inverse_transform_dense if inverse else self._transform_dense
-        if is_plain_batch(self, X):
+        array = plain_array(self, X)
+        if array is not None:
             self._checked_settings()
-            check_no_infinity(X)
-            in_place = not copy and X.flags.writeable
-            return dense(X, X if in_place else np.empty_like(X))
+            check_no_infinity(array)
+            in_place = not copy and array.flags.writeable
+            return dense(array, array if in_place else np.empty_like(array))
         if is_dask_collection(X):
             check_is_fitted(self)
             from ._dask import transform_dask  # dask is an optional extra
@@ -422,9 +430,10 @@ class StreamingNormalizer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator)
         the parameters and fit checked, a float array or accepted sparse
         matrix of the fitted width without infinity, owned if ``copy``."""
         self._checked_settings()
-        if is_plain_batch(self, X):
-            check_no_infinity(X)
-            return X.copy() if copy or not X.flags.writeable else X
+        array = plain_array(self, X)
+        if array is not None:
+            check_no_infinity(array)
+            return array.copy() if copy or not array.flags.writeable else array
         check_is_fitted(self)
         return self._validated_for_transform(X, copy)
 

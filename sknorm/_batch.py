@@ -175,7 +175,9 @@ class BatchNormalizer(StreamingNormalizer):
 
     _sparse_formats = ("csr", "csc")
     _offers_merge = True
-    _transient_attributes = frozenset({"_settings_memo", "_transform_constants"})
+    _transient_attributes = StreamingNormalizer._transient_attributes | {
+        "_transform_constants"
+    }
 
     def __init__(
         self,

@@ -153,7 +153,9 @@ class RobustNormalizer(StreamingNormalizer):
 
     _offers_merge = True
     _merge_ignored_params = ("copy", "random_state")
-    _transient_attributes = frozenset({"_settings_memo", "_statistics_cache"})
+    _transient_attributes = StreamingNormalizer._transient_attributes | {
+        "_statistics_cache"
+    }
 
     def __init__(
         self,

@@ -38,6 +38,52 @@ def is_plain_batch(estimator, X) -> bool:
     )
 
 
+def plain_array(estimator, X) -> np.ndarray | None:
+    """X as an array that may skip ``validate_data``, or None.
+
+    A plain batch (see :func:`is_plain_batch`) is returned as it is. A pandas
+    or polars DataFrame is returned as its NumPy array when the estimator was
+    fitted with feature names and X has exactly those columns, in order, all
+    of them float32/float64: what ``validate_data`` would check, and the
+    array it would make, found with one comparison of the column names. So a
+    stream of DataFrame chunks costs about what a stream of arrays does.
+    Anything else (other dtypes, sparse or nullable columns, other names)
+    gives None and goes through ``validate_data``.
+    """
+    if type(X) is np.ndarray:
+        return X if is_plain_batch(estimator, X) else None
+    attrs = estimator.__dict__
+    names = attrs.get("feature_names_in_")
+    kind = type(X)
+    if names is None or kind.__name__ != "DataFrame":
+        return None
+    library = kind.__module__.split(".")[0]
+    if library == "pandas":
+        memo = attrs.get("_names_index")
+        if memo is None or memo[0] is not names:
+            # Index.equals on a kept Index is the cheapest exact comparison.
+            memo = attrs["_names_index"] = (names, type(X.columns)(names))
+        if not X.columns.equals(memo[1]):
+            return None
+    elif library != "polars" or X.columns != names.tolist():
+        return None
+    if not X.shape[0]:
+        return None
+    array = X.to_numpy() if library == "pandas" else X.to_numpy(order="c")
+    if array.ndim != 2 or array.dtype not in _NATIVE_FLOAT_DTYPES:
+        return None
+    # Sparse (and other extension) float columns also give a float array,
+    # but validate_data keeps an all-sparse frame sparse. Two conversions
+    # that share memory are views of one NumPy block: no extension column.
+    if (
+        library == "pandas"
+        and not np.may_share_memory(array, X.to_numpy())
+        and not all(isinstance(dtype, np.dtype) for dtype in set(X.dtypes))
+    ):
+        return None
+    return array
+
+
 def format_indices(indices, limit: int = 10) -> str:
     """``"0, 3, 7"``, cut to ``limit`` entries with ``" ..."`` after them."""
     shown = ", ".join(str(i) for i in indices[:limit])
