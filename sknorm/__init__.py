@@ -4,6 +4,7 @@ from ._base import SparseCenteringError
 from ._batch import BatchNormalizer
 from ._layer import GroupNormalizer, LayerNormalizer, invert_group_normalization
 from ._pipeline import StreamingPipeline, make_streaming_pipeline
+from ._quantile import QuantileNormalizer
 from ._robust import RobustNormalizer
 from ._rowstats import GroupStats
 
@@ -14,6 +15,7 @@ __all__ = [
     "GroupNormalizer",
     "GroupStats",
     "LayerNormalizer",
+    "QuantileNormalizer",
     "RobustNormalizer",
     "SparseCenteringError",
     "StreamingPipeline",

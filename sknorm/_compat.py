@@ -8,7 +8,7 @@ from sklearn.base import _fit_context  # noqa: F401  (private, stable since 1.3)
 
 # The constraint types of ``_parameter_constraints``; scikit-learn has no
 # public import path for them (stable since 1.2).
-from sklearn.utils._param_validation import Interval  # noqa: F401
+from sklearn.utils._param_validation import Interval, StrOptions  # noqa: F401
 
 
 def validate_params(estimator) -> None:

@@ -28,6 +28,7 @@ HEADERS = {
     "plot_group_norm.py": r"data set\s+normalizer\s+test accuracy\s+time \(s\)",
     "plot_robust_stream.py": r"normalizer\s+center\s+scale\s+test accuracy",
     "plot_dask_cluster.py": r"workers\s+fit \(s\)\s+transform \(s\)",
+    "plot_quantile_stream.py": r"normalizer\s+test R\^2\s+time \(s\)",
 }
 ANY_TABLE_HEADER = r"\S+ {2,}\S+"
 
