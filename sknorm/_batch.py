@@ -16,8 +16,8 @@ from ._floats import (
     split_float32,
     subtract_in_place,
 )
+from ._modes import ExactMode, MomentumMode, statistics_mode
 from ._modes import state_from_dict as _mode_state_from_dict
-from ._modes import statistics_mode
 from ._validation import format_indices
 
 
@@ -307,7 +307,9 @@ class BatchNormalizer(StreamingNormalizer):
         }
 
     def _state_to_dict(self, state):
-        return self._checked_settings().to_dict(state)
+        # By the state's own type: a checkpoint needs no valid parameters.
+        mode = MomentumMode if isinstance(state, _stats.EmaState) else ExactMode
+        return mode.to_dict(state)
 
     def _state_from_dict(self, data):
         return _mode_state_from_dict(data)

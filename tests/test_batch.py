@@ -75,7 +75,9 @@ def _exact_var(chunks):
     [
         # The figures the issue sets: StandardScaler.partial_fit reaches 1.4e-8 here.
         (np.float64, 1e9, 1_000_000, 1e-12),
-        (np.float32, 1e6, 1_000_000, 1e-9),
+        # StandardScaler.partial_fit gets 1.7e-12 on this stream and a
+        # float64 running sum 1e-4 (test below): the bound tells them apart.
+        (np.float32, 1e6, 1_000_000, 1e-13),
     ],
 )
 def test_stream_is_as_precise_as_a_one_shot_fit(dtype, offset, n_rows, bound):
@@ -107,6 +109,29 @@ def test_precision_reference_would_catch_naive_merging():
     var_ref = _exact_var(lambda: iter([X]))
     assert np.max(np.abs(ref.var_ - var_ref) / var_ref) > 1e-12
     est = stream(BatchNormalizer(), np.split(X, 500))
+    assert np.max(np.abs(est.var_ - var_ref) / var_ref) < 1e-13
+
+
+def test_float32_precision_reference_would_catch_float64_accumulation():
+    # float32 data accumulated in float64 is not enough: StandardScaler's
+    # partial_fit and a float64 running sum of squares both miss the 1e-13
+    # bound that the float32 stream above is held to.
+    rng = np.random.default_rng(7)
+    X = (1e6 + rng.standard_normal((64 * 2000, 8))).astype(np.float32)
+    var_ref = _exact_var(lambda: iter([X]))
+    ref = StandardScaler()
+    total = np.zeros(8)
+    total_sq = np.zeros(8)
+    for start in range(0, X.shape[0], 64):
+        batch = X[start : start + 64]
+        ref.partial_fit(batch)
+        total += batch.sum(axis=0, dtype=np.float64)
+        total_sq += np.square(batch, dtype=np.float64).sum(axis=0)
+    n = X.shape[0]
+    naive = total_sq / n - (total / n) ** 2
+    assert np.max(np.abs(ref.var_ - var_ref) / var_ref) > 1e-13
+    assert np.max(np.abs(naive - var_ref) / var_ref) > 1e-13
+    est = stream(BatchNormalizer(), np.split(X, 2000))
     assert np.max(np.abs(est.var_ - var_ref) / var_ref) < 1e-13
 
 
