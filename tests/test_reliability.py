@@ -192,3 +192,19 @@ def test_bad_batches_with_feature_names_change_nothing(items):
         FUZZ_COUNTS["bad batches rejected (renamed columns)"] += 1
         FUZZ_COUNTS["bad batches rejected (all kinds)"] += 1
     assert fitted_state(fuzzed) == fitted_state(clean)
+
+
+def test_the_fuzz_rejected_every_kind_of_bad_batch_and_lost_nothing():
+    """The figures tests/README.md states, asserted on this run's counts.
+
+    Runs after the fuzz tests above (pytest keeps the order of a module); on
+    its own it has nothing to check and says so.
+    """
+    if not FUZZ_COUNTS["streams run"]:
+        pytest.skip("run together with the fuzz tests of this module")
+    assert FUZZ_COUNTS["state lost"] == 0
+    for kind in [*BAD_KINDS, "renamed columns", "one_row_in_momentum_mode"]:
+        assert FUZZ_COUNTS[f"bad batches rejected ({kind})"] > 0, kind
+    assert FUZZ_COUNTS["good batches"] >= FUZZ_COUNTS["streams run"]
+    # The default profile: 100 examples for each of the three modes.
+    assert FUZZ_COUNTS["streams run"] >= 300
