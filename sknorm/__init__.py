@@ -2,6 +2,13 @@
 
 from ._base import SparseCenteringError
 from ._batch import BatchNormalizer
+from ._compose import (
+    StreamingColumnTransformer,
+    StreamingFeatureUnion,
+    make_streaming_column_transformer,
+    make_streaming_union,
+)
+from ._impute import StreamingImputer
 from ._layer import GroupNormalizer, LayerNormalizer, invert_group_normalization
 from ._pipeline import StreamingPipeline, make_streaming_pipeline
 from ._quantile import QuantileNormalizer
@@ -18,9 +25,14 @@ __all__ = [
     "QuantileNormalizer",
     "RobustNormalizer",
     "SparseCenteringError",
+    "StreamingColumnTransformer",
+    "StreamingFeatureUnion",
+    "StreamingImputer",
     "StreamingPipeline",
     "invert_group_normalization",
+    "make_streaming_column_transformer",
     "make_streaming_pipeline",
+    "make_streaming_union",
     "__version__",
 ]
 

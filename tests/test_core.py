@@ -22,6 +22,7 @@ from sknorm import (
     LayerNormalizer,
     QuantileNormalizer,
     RobustNormalizer,
+    StreamingImputer,
 )
 
 ESTIMATORS = [
@@ -32,6 +33,10 @@ ESTIMATORS = [
     QuantileNormalizer(n_quantiles=20, sketch_size=128, random_state=0),
     LayerNormalizer(),
     GroupNormalizer(n_groups=2),
+    StreamingImputer(),
+    StreamingImputer(strategy="median", sketch_size=16, random_state=0),
+    StreamingImputer(strategy="most_frequent", add_indicator=True),
+    StreamingImputer(strategy="constant", keep_empty_features=True),
 ]
 IDS = [repr(e) for e in ESTIMATORS]
 
@@ -83,6 +88,7 @@ BAD_PARAMS = {
     "QuantileNormalizer": [{"n_quantiles": 0}, {"output_distribution": "cauchy"}],
     "LayerNormalizer": [{"eps": -1.0}, {"with_std": "no"}],
     "GroupNormalizer": [{"n_groups": 0}, {"eps": -1e-3}],
+    "StreamingImputer": [{"strategy": "mode"}, {"sketch_size": 2}],
 }
 
 

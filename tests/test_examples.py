@@ -29,6 +29,7 @@ HEADERS = {
     "plot_robust_stream.py": r"normalizer\s+center\s+scale\s+test accuracy",
     "plot_dask_cluster.py": r"workers\s+fit \(s\)\s+transform \(s\)",
     "plot_quantile_stream.py": r"normalizer\s+test R\^2\s+time \(s\)",
+    "plot_tabular_stream.py": r"rows streamed\s+prequential accuracy\s+test accuracy",
 }
 ANY_TABLE_HEADER = r"\S+ {2,}\S+"
 

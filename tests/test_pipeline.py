@@ -1,22 +1,36 @@
 """Tests for StreamingPipeline and make_streaming_pipeline."""
 
 import copy
+import types
 
 import numpy as np
 import pytest
 import scipy.sparse as sp
 import sklearn
+from hypothesis import given
+from hypothesis import strategies as st
 from numpy.testing import assert_allclose, assert_array_equal
-from sklearn.base import clone
+from sklearn.base import BaseEstimator, TransformerMixin, clone
+from sklearn.compose import make_column_transformer
 from sklearn.datasets import make_classification
 from sklearn.decomposition import PCA
 from sklearn.exceptions import NotFittedError
 from sklearn.frozen import FrozenEstimator
-from sklearn.linear_model import LogisticRegression, SGDClassifier, SGDRegressor
+from sklearn.linear_model import (
+    LogisticRegression,
+    Perceptron,
+    SGDClassifier,
+    SGDRegressor,
+)
 from sklearn.model_selection import GridSearchCV, cross_val_score
-from sklearn.neural_network import MLPClassifier
-from sklearn.pipeline import Pipeline, make_pipeline
-from sklearn.preprocessing import FunctionTransformer, StandardScaler
+from sklearn.neural_network import MLPClassifier, MLPRegressor
+from sklearn.pipeline import Pipeline, make_pipeline, make_union
+from sklearn.preprocessing import (
+    FunctionTransformer,
+    OneHotEncoder,
+    OrdinalEncoder,
+    StandardScaler,
+)
 from sklearn.utils.estimator_checks import (
     check_dont_overwrite_parameters,
     check_estimators_overwrite_params,
@@ -25,6 +39,7 @@ from sklearn.utils.estimator_checks import (
 from sklearn.utils.validation import check_is_fitted
 
 from sknorm import BatchNormalizer, StreamingPipeline, make_streaming_pipeline
+from sknorm._pipeline import _JOURNAL_MEMORY, RollbackJournal
 
 # -- scikit-learn's estimator checks ------------------------------------------
 
@@ -453,3 +468,484 @@ def test_pipeline_is_a_pipeline():
         "transform_input"
         not in StreamingPipeline([("n", BatchNormalizer())]).get_params()
     )
+
+
+# -- rollback -----------------------------------------------------------------
+
+
+def assert_same_state(ours, theirs, path="step"):
+    """Assert that two objects hold equal state, following attributes deeply."""
+    assert type(ours) is type(theirs), path
+    if isinstance(ours, np.ndarray):
+        assert ours.shape == theirs.shape and ours.dtype == theirs.dtype, path
+        assert_array_equal(ours, theirs, err_msg=path)
+    elif isinstance(ours, list | tuple):
+        assert len(ours) == len(theirs), path
+        for idx, (a, b) in enumerate(zip(ours, theirs, strict=True)):
+            assert_same_state(a, b, f"{path}[{idx}]")
+    elif isinstance(ours, dict):
+        assert ours.keys() == theirs.keys(), f"{path}: {ours.keys() ^ theirs.keys()}"
+        for key in ours:
+            assert_same_state(ours[key], theirs[key], f"{path}.{key}")
+    elif isinstance(ours, np.random.RandomState):
+        assert_same_state(ours.get_state(), theirs.get_state(), path)
+    elif isinstance(ours, float | np.floating) and np.isnan(ours):
+        assert np.isnan(theirs), path
+    elif isinstance(ours, str | bytes | int | float | complex | np.generic):
+        assert ours == theirs, path
+    elif hasattr(ours, "__dict__") and not isinstance(ours, type):
+        # caches that pickles and copies leave out
+        transient = getattr(type(ours), "_transient_attributes", ())
+
+        def state(obj):
+            return {k: v for k, v in vars(obj).items() if k not in transient}
+
+        assert_same_state(state(ours), state(theirs), path)
+
+
+def test_assert_same_state_sees_changes_in_place():
+    est = MLPClassifier(hidden_layer_sizes=(3,), random_state=0)
+    est.partial_fit(*next(batches()), classes=[0, 1])
+    before = copy.deepcopy(est)
+    weight = est.coefs_[0][0, 0]
+    est.coefs_[0][0, 0] += 1.0
+    with pytest.raises(AssertionError, match=r"coefs_\[0\]"):
+        assert_same_state(est, before)
+    est.coefs_[0][0, 0] = weight
+    est.loss_curve_.append(0.5)
+    with pytest.raises(AssertionError, match="loss_curve_"):
+        assert_same_state(est, before)
+
+
+def _mlp_classifier():
+    return MLPClassifier(hidden_layer_sizes=(4,), random_state=0)
+
+
+def _mlp_regressor():
+    return MLPRegressor(hidden_layer_sizes=(4,), random_state=0)
+
+
+LEARNERS = {
+    "MLPClassifier": (_mlp_classifier, True),
+    "MLPRegressor": (_mlp_regressor, False),
+    "SGDClassifier": (lambda: SGDClassifier(random_state=0), True),
+    "SGDRegressor": (lambda: SGDRegressor(random_state=0), False),
+    "Perceptron": (lambda: Perceptron(random_state=0), True),
+}
+
+
+def _bad_batches(classifier):
+    """Batches the final step rejects after the normalizer in front learned."""
+    X, y = next(batches(1, seed=11))
+    X_nan = X.copy()
+    X_nan[3, 1] = np.nan
+    cases = {
+        "fewer features": (X[:, :2], y, {}),
+        "NaN in X": (X_nan, y, {}),
+        "y too short": (X, y[:-1], {}),
+        "sample_weight too short": (X, y, {"sample_weight": np.ones(3)}),
+        "NaN in y": (X, np.where(np.arange(len(y)) == 2, np.nan, y), {}),
+    }
+    if classifier:
+        cases["class not in classes"] = (X, np.where(y == 0, 7, y), {})
+        cases["y of another type"] = (X, np.c_[y, y], {})
+    else:
+        cases["y with two columns"] = (X, np.c_[y, y].astype(float), {})
+    return cases
+
+
+@pytest.mark.parametrize("rollback", ["validated", "full"])
+@pytest.mark.parametrize("learner", LEARNERS)
+def test_batch_the_final_step_rejects_leaves_every_step_as_it_was(learner, rollback):
+    make, classifier = LEARNERS[learner]
+    pipe = make_streaming_pipeline(BatchNormalizer(), make(), rollback=rollback)
+    classes = {"classes": [0, 1]} if classifier else {}
+    first, second = list(batches(2))
+    pipe.partial_fit(*first, **classes)
+    for case, (X, y, params) in _bad_batches(classifier).items():
+        before = copy.deepcopy(pipe)
+        with pytest.raises(ValueError):
+            pipe.partial_fit(X, y, **params)
+        for idx in range(2):
+            assert_same_state(pipe[idx], before[idx], f"{case}: step {idx}")
+    # the stream goes on as if the bad batches had never come
+    reference = copy.deepcopy(pipe)
+    pipe.partial_fit(*second)
+    reference.partial_fit(*second)
+    assert_array_equal(pipe.predict(second[0]), reference.predict(second[0]))
+
+
+def test_rejected_batch_is_rolled_back_without_copying_the_weights():
+    # the final step is the last to run: a copy of its __dict__ is enough
+    pipe = make_streaming_pipeline(BatchNormalizer(), _mlp_classifier())
+    pipe.partial_fit(*next(batches()), classes=[0, 1])
+    weights = pipe[-1].coefs_[0]
+    with pytest.raises(ValueError, match="classes"):
+        X, y = next(batches(seed=3))
+        pipe.partial_fit(X, np.full_like(y, 5))
+    assert pipe[-1].coefs_[0] is weights
+    assert not pipe[-1].loss_curve_[1:]
+
+
+@pytest.mark.filterwarnings("ignore:overflow|invalid value:RuntimeWarning")
+def test_sgd_overflow_after_updating_is_rolled_back_by_default():
+    # SGD raises on floating-point overflow after writing into coef_
+    pipe = make_streaming_pipeline(FunctionTransformer(), SGDRegressor(random_state=0))
+    X, y = next(batches())
+    pipe.partial_fit(X, y)
+    before = copy.deepcopy(pipe[-1])
+    with pytest.raises(ValueError, match="overflow"):
+        pipe.partial_fit(X * 1e300, y)
+    assert_same_state(pipe[-1], before)
+    assert np.isfinite(pipe[-1].coef_).all()
+
+
+@pytest.mark.filterwarnings("ignore:overflow|invalid value:RuntimeWarning")
+def test_mlp_whose_weights_diverge_is_rolled_back_with_full():
+    # the MLP checks its weights for inf/NaN only after the update
+    pipe = make_streaming_pipeline(BatchNormalizer(), _mlp_regressor(), rollback="full")
+    X, y = next(batches())
+    pipe.partial_fit(X, y.astype(float))
+    pipe.partial_fit(X, y.astype(float))
+    before = copy.deepcopy(pipe)
+    weights = pipe[-1].coefs_[0]
+    with pytest.raises(ValueError, match="non-finite parameter weights"):
+        pipe.partial_fit(X, np.full(len(y), 1e308))
+    assert_same_state(pipe[0], before[0])
+    assert_same_state(pipe[-1], before[-1])
+    assert pipe[-1].coefs_[0] is weights  # restored in place
+    pipe.partial_fit(X, y.astype(float))
+    before.partial_fit(X, y.astype(float))
+    assert_array_equal(pipe.predict(X), before.predict(X))
+
+
+class InPlaceLearner(TransformerMixin, BaseEstimator):
+    """A transformer of another library that updates its state in place.
+
+    It adds each batch's column sums into ``total_``, appends to ``history_``,
+    keeps a helper object with arrays, draws from a random generator, and
+    raises (after all that) on a batch with NaN.
+    """
+
+    def partial_fit(self, X, y=None):
+        X = np.asarray(X, dtype=float)
+        if not hasattr(self, "total_"):
+            self.total_ = np.zeros(X.shape[1])
+            self.history_ = []
+            self.helper_ = types.SimpleNamespace(moments=[np.zeros(X.shape[1])], step=0)
+            self.rng_ = np.random.RandomState(0)
+        self.total_ += X.sum(axis=0)
+        self.history_.append(float(X.sum()))
+        self.helper_.moments[0] += X.mean(axis=0)
+        self.helper_.step += 1
+        self.noise_ = self.rng_.uniform()
+        if np.isnan(X).any():
+            raise ValueError("NaN in the batch")
+        return self
+
+    def transform(self, X):
+        return np.asarray(X, dtype=float) - self.total_
+
+
+@pytest.mark.parametrize("rollback", ["validated", "full"])
+@pytest.mark.parametrize("where", ["before the final step", "final step"])
+def test_update_in_place_is_rolled_back(rollback, where):
+    X = next(batches())[0]
+    steps = [InPlaceLearner(), BatchNormalizer()]
+    if where == "final step":
+        steps = steps[::-1]
+    pipe = make_streaming_pipeline(*steps, rollback=rollback)
+    pipe.partial_fit(X)
+    before = copy.deepcopy(pipe)
+    bad = X.copy()
+    bad[0, 0] = np.nan  # the normalizer lets it through
+    with pytest.raises(ValueError, match="NaN in the batch"):
+        pipe.partial_fit(bad)
+    learner = pipe.named_steps["inplacelearner"]
+    if where == "final step" and rollback == "validated":
+        # documented: the final step's changes in place are undone by "full" only
+        assert len(learner.history_) == 2
+        return
+    for idx in range(2):
+        assert_same_state(pipe[idx], before[idx], f"step {idx}")
+
+
+@pytest.mark.parametrize("rollback", ["validated", "full"])
+def test_step_that_succeeded_before_a_later_failure_is_rolled_back(rollback):
+    pipe = make_streaming_pipeline(
+        InPlaceLearner(), SGDClassifier(random_state=0), rollback=rollback
+    )
+    X, y = next(batches())
+    pipe.partial_fit(X, y, classes=[0, 1])
+    before = copy.deepcopy(pipe)
+    with pytest.raises(ValueError, match="classes"):
+        pipe.partial_fit(X, np.full_like(y, 5))
+    assert_same_state(pipe[0], before[0])
+    assert_same_state(pipe[1], before[1])
+
+
+def test_rollback_cost_does_not_grow_with_the_history():
+    pipe = make_streaming_pipeline(BatchNormalizer(), _mlp_classifier())
+    X, y = next(batches())
+    pipe.partial_fit(X, y, classes=[0, 1])
+    history = pipe[-1].loss_curve_
+    history.extend([0.5] * 100_000)  # a long stream's loss curve
+    journal = RollbackJournal()
+    journal.record(pipe[-1], deep=True)
+    # the history is recorded by its length, not copied
+    assert [
+        (length, kept) for items, length, kept in journal._lists if items is history
+    ] == [(100_001, None)]
+    history.append(1.0)
+    journal.restore()
+    assert len(pipe[-1].loss_curve_) == 100_001
+    assert pipe[-1].loss_curve_ is history
+
+
+def test_full_rollback_reuses_its_buffers_from_batch_to_batch():
+    pipe = make_streaming_pipeline(
+        BatchNormalizer(), _mlp_classifier(), rollback="full"
+    )
+    X, y = next(batches())
+    pipe.partial_fit(X, y, classes=[0, 1])
+    pipe.partial_fit(X, y)  # learns which arrays the MLP writes into
+    pipe.partial_fit(X, y)
+    buffers = [id(buffer) for buffer in _JOURNAL_MEMORY[pipe].buffers]
+    pipe.partial_fit(X, y)
+    assert (
+        buffers and [id(buffer) for buffer in _JOURNAL_MEMORY[pipe].buffers] == buffers
+    )
+    # the journal lives outside the pipeline: pickles and clones do not carry it
+    assert not any("journal" in key or "buffer" in key for key in vars(pipe))
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["array", "append", "item", "dict", "rng"]),
+            st.floats(-1e3, 1e3),
+        ),
+        min_size=1,
+        max_size=12,
+    )
+)
+def test_journal_restores_any_mix_of_changes(changes):
+    state = types.SimpleNamespace(
+        array=np.arange(4.0),
+        history=[1.0, 2.0],
+        layers=[np.ones(2), np.zeros(3)],
+        table={"a": np.ones(2), "b": 1},
+        rng=np.random.RandomState(1),
+    )
+    before = copy.deepcopy(state)
+    journal = RollbackJournal()
+    journal.record_everything(state)
+    for kind, value in changes:
+        if kind == "array":
+            state.array[int(abs(value)) % 4] = value
+        elif kind == "append":
+            state.history.append(value)
+        elif kind == "item":
+            state.layers[0] = np.full(2, value)
+            state.layers[1] += value
+        elif kind == "dict":
+            state.table["a"] *= value
+            state.table[str(value)] = value
+        else:
+            state.rng.uniform()
+    journal.restore()
+    assert_same_state(state, before)
+
+
+@pytest.mark.parametrize("rollback", ["validated", "full"])
+def test_nested_streaming_composites_are_rolled_back(rollback):
+    inner = make_streaming_pipeline(StandardScaler(), BatchNormalizer())
+    pipe = make_streaming_pipeline(inner, _mlp_classifier(), rollback=rollback)
+    X, y = next(batches())
+    pipe.partial_fit(X, y, classes=[0, 1])
+    before = copy.deepcopy(pipe)
+    with pytest.raises(ValueError, match="classes"):
+        pipe.partial_fit(X, np.full_like(y, 9))
+    assert_same_state(pipe[0][0], before[0][0])  # a scaler of another library
+    assert_same_state(pipe[0][1], before[0][1])
+
+
+def test_rollback_is_validated():
+    pipe = make_streaming_pipeline(BatchNormalizer(), rollback="everything")
+    with pytest.raises(ValueError, match="rollback"):
+        pipe.partial_fit(np.ones((2, 2)))
+
+
+def test_slicing_keeps_the_rollback_setting():
+    pipe = make_streaming_pipeline(BatchNormalizer(), SGDRegressor(), rollback="full")
+    assert pipe[:1].rollback == "full"
+    assert make_streaming_pipeline(BatchNormalizer()).rollback == "validated"
+
+
+# -- steps that cannot follow a stream ------------------------------------------
+
+
+def test_final_step_without_partial_fit_is_named_with_what_to_use():
+    pipe = make_streaming_pipeline(BatchNormalizer(), LogisticRegression())
+    assert not hasattr(pipe, "partial_fit")
+    with pytest.raises(
+        AttributeError,
+        match=r"final step.*'logisticregression' \(LogisticRegression\).*"
+        r"Use SGDClassifier\(loss='log_loss'\)",
+    ):
+        pipe.partial_fit  # noqa: B018
+
+
+def _column_transformer(inner):
+    return make_column_transformer((inner, [0, 1]), remainder="passthrough")
+
+
+@pytest.mark.parametrize(
+    "composite, path, alternative",
+    [
+        (
+            lambda: _column_transformer(BatchNormalizer()),
+            "batchnormalizer",
+            "StreamingColumnTransformer",
+        ),
+        (
+            lambda: make_union(BatchNormalizer(), FunctionTransformer()),
+            "batchnormalizer",
+            "StreamingFeatureUnion",
+        ),
+        (
+            lambda: make_pipeline(FunctionTransformer(), StandardScaler()),
+            "standardscaler",
+            "StreamingPipeline",
+        ),
+        (
+            lambda: _column_transformer(make_pipeline(PCA(1), BatchNormalizer())),
+            "pipeline__batchnormalizer",
+            "StreamingColumnTransformer",
+        ),
+    ],
+)
+@pytest.mark.parametrize("fitted", [False, True])
+def test_composite_that_would_freeze_a_learner_is_an_error(
+    composite, path, alternative, fitted
+):
+    X, y = next(batches())
+    step = composite()
+    if fitted:
+        step.fit(X)
+    pipe = make_streaming_pipeline(step, SGDClassifier(random_state=0))
+    with pytest.raises(
+        ValueError,
+        match=rf"holds '{path}'.*which learns with partial_fit.*Use {alternative}",
+    ):
+        pipe.partial_fit(X, y, classes=[0, 1])
+    assert not hasattr(pipe[-1], "coef_")
+
+
+def test_frozen_composite_is_applied_as_it_is():
+    X, y = next(batches())
+    fitted = _column_transformer(BatchNormalizer()).fit(X)
+    mean = fitted.named_transformers_["batchnormalizer"].mean_
+    pipe = make_streaming_pipeline(
+        FrozenEstimator(fitted), SGDClassifier(random_state=0)
+    )
+    for X, y in batches():
+        pipe.partial_fit(X, y, classes=[0, 1])
+    assert fitted.named_transformers_["batchnormalizer"].mean_ is mean
+
+
+def test_final_composite_that_cannot_stream_is_named():
+    pipe = make_streaming_pipeline(
+        BatchNormalizer(), _column_transformer(StandardScaler())
+    )
+    with pytest.raises(AttributeError, match="holds 'standardscaler'"):
+        pipe.partial_fit  # noqa: B018
+
+
+# -- categorical columns ------------------------------------------------------
+
+
+def test_encoder_given_its_categories_is_fitted_on_the_first_batch():
+    rng = np.random.default_rng(12)
+    categories = [[0.0, 1.0, 2.0, 3.0]]
+    pipe = make_streaming_pipeline(
+        OneHotEncoder(
+            categories=categories, handle_unknown="ignore", sparse_output=False
+        ),
+        BatchNormalizer(),
+    )
+    lone = BatchNormalizer()
+    reference = OneHotEncoder(categories=categories, sparse_output=False)
+    for _ in range(4):
+        X = rng.integers(0, 2, size=(20, 1)).astype(float)  # 2 and 3 come later
+        pipe.partial_fit(X)
+        lone.partial_fit(reference.fit_transform(X))
+    assert_array_equal(pipe[0].categories_[0], categories[0])
+    assert_array_equal(pipe[-1].mean_, lone.mean_)
+    assert_array_equal(
+        pipe.transform([[3.0], [9.0]]), lone.transform([[0, 0, 0, 1], [0, 0, 0, 0]])
+    )
+
+
+@pytest.mark.parametrize(
+    "encoder, match",
+    [
+        (OneHotEncoder(), r"categories=\[\.\.\.\], handle_unknown='ignore'"),
+        (
+            OrdinalEncoder(),
+            r"categories=\[\.\.\.\], handle_unknown='use_encoded_value'",
+        ),
+        (
+            OneHotEncoder(categories=[[0.0, 1.0]], min_frequency=5),
+            "min_frequency, max_categories",
+        ),
+    ],
+)
+def test_encoder_that_would_learn_categories_from_one_batch_is_an_error(encoder, match):
+    pipe = make_streaming_pipeline(encoder, BatchNormalizer())
+    X = np.array([[0.0], [1.0]])
+    with pytest.raises(ValueError, match=match):
+        pipe.partial_fit(X)
+    with pytest.raises(NotFittedError):
+        check_is_fitted(encoder)
+
+
+def test_encoder_fitted_on_the_first_batch_is_unfitted_after_a_failure():
+    encoder = OneHotEncoder(categories=[[0.0, 1.0]], sparse_output=False)
+    pipe = make_streaming_pipeline(encoder, SGDClassifier(random_state=0))
+    with pytest.raises(ValueError, match="classes"):
+        pipe.partial_fit(np.array([[0.0], [1.0]]), [0, 1])  # no classes=
+    with pytest.raises(NotFittedError):
+        check_is_fitted(encoder)
+
+
+@pytest.mark.parametrize("rollback", ["validated", "full"])
+def test_guarded_update_that_runs_again_learns_the_batch_once(rollback):
+    # with "full", the MLP's arrays are guarded: its first write into coefs_
+    # is refused, undone, and the batch runs again with the weights copied
+    pipe = make_streaming_pipeline(
+        BatchNormalizer(), _mlp_classifier(), rollback=rollback
+    )
+    norm, mlp = BatchNormalizer(), _mlp_classifier()
+    for X, y in batches(4):
+        pipe.partial_fit(X, y, classes=[0, 1])
+        mlp.partial_fit(norm.partial_fit(X).transform(X), y, classes=[0, 1])
+    assert_same_state(pipe[-1], mlp)
+    assert len(pipe[-1].loss_curve_) == 4
+
+
+def test_full_rollback_copies_only_the_arrays_the_mlp_writes_into():
+    pipe = make_streaming_pipeline(
+        BatchNormalizer(), _mlp_classifier(), rollback="full"
+    )
+    for X, y in batches(3):
+        pipe.partial_fit(X, y, classes=[0, 1])
+    written = _JOURNAL_MEMORY[pipe].written
+    assert written == {
+        ("MLPClassifier", attr, layer)
+        for attr in ("coefs_", "intercepts_")
+        for layer in range(2)
+    }
+    mlp = pipe[-1]
+    arrays = [*mlp.coefs_, *mlp.intercepts_, *mlp._best_coefs, *mlp._optimizer.ms]
+    assert all(array.flags.writeable for array in arrays)  # guards are lifted
