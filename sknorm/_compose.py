@@ -19,15 +19,14 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._atomic import unchanged_on_error
 from ._compat import _fit_context
-from ._pipeline import (
+from ._pipeline import _name_steps
+from ._rollback import RollbackJournal, run_with_rollback
+from ._steps import (
     FITS_ONCE,
     LEARNS,
-    RollbackJournal,
-    _name_steps,
     check_params_go_to_learners,
     check_step,
     route_params,
-    run_with_rollback,
     step_role,
 )
 

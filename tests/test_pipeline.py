@@ -39,7 +39,7 @@ from sklearn.utils.estimator_checks import (
 from sklearn.utils.validation import check_is_fitted
 
 from sknorm import BatchNormalizer, StreamingPipeline, make_streaming_pipeline
-from sknorm._pipeline import _JOURNAL_MEMORY, RollbackJournal
+from sknorm._rollback import _JOURNAL_MEMORY, RollbackJournal
 
 # -- scikit-learn's estimator checks ------------------------------------------
 
