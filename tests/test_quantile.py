@@ -325,3 +325,27 @@ def test_learns_in_a_streaming_pipeline():
         pipe.partial_fit(X[start : start + 500], y[start : start + 500], classes=[0, 1])
     assert pipe.score(X[-1000:], y[-1000:]) > 0.7  # Bayes: 0.90
     assert pipe[0].n_samples_seen_ == n - 1000
+
+
+def test_learns_in_a_streaming_column_transformer():
+    pd = pytest.importorskip("pandas")
+    from sknorm import BatchNormalizer, make_streaming_column_transformer
+
+    X = pd.DataFrame(awkward_data(3000)[:, :3], columns=["a", "b", "c"])
+    ct = make_streaming_column_transformer(
+        (QuantileNormalizer(n_quantiles=100, sketch_size=4096), ["a", "b"]),
+        (BatchNormalizer(), ["c"]),
+    )
+    for start in range(0, 3000, 500):
+        ct.partial_fit(X[start : start + 500])
+    # Below the sketch size the streamed mapping is QuantileTransformer's.
+    reference = QuantileTransformer(n_quantiles=100, subsample=None).fit(X[["a", "b"]])
+    out = ct.transform(X)
+    np.testing.assert_allclose(
+        out[:, :2], reference.transform(X[["a", "b"]]), rtol=1e-12, atol=1e-12
+    )
+    assert list(ct.get_feature_names_out()) == [
+        "quantilenormalizer__a",
+        "quantilenormalizer__b",
+        "batchnormalizer__c",
+    ]
