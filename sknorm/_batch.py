@@ -3,22 +3,24 @@
 from __future__ import annotations
 
 from numbers import Integral, Real
+from typing import NamedTuple
 
 import numpy as np
 import scipy.sparse as sp
 
-from . import _stats
+from . import _stats, _xp
 from ._base import StreamingNormalizer, samples_seen
-from ._compat import Interval, _fit_context
+from ._compat import Interval, _fit_context, to_numpy
 from ._floats import (
     normalize_columns,
     scale_from_var,
     split_float32,
     subtract_in_place,
 )
-from ._modes import ExactMode, MomentumMode, statistics_mode
+from ._modes import ExactMode, HalfLifeMode, MomentumMode, statistics_mode
 from ._modes import state_from_dict as _mode_state_from_dict
 from ._validation import format_indices
+from ._xp import ArrayState
 
 
 class BatchNormalizer(StreamingNormalizer):
@@ -82,8 +84,9 @@ class BatchNormalizer(StreamingNormalizer):
     Attributes
     ----------
     mean_ : ndarray of shape (n_features,) or None
-        Running mean of each feature, float64. None when both ``with_mean``
-        and ``with_std`` are False. NaN for a feature that had no
+        Running mean of each feature, float64 (an array of X's library on
+        X's device with array API dispatch, see Notes). None when both
+        ``with_mean`` and ``with_std`` are False. NaN for a feature that had no
         (non-missing, positively weighted) value yet.
     var_ : ndarray of shape (n_features,) or None
         Running variance of each feature, float64; None when
@@ -146,6 +149,24 @@ class BatchNormalizer(StreamingNormalizer):
     The statistics are accumulated in float64 relative to an anchor value of
     each feature, so that streaming loses no more precision than a one-shot
     two-pass computation; float32 input gives float32 output.
+
+    **Array API.** With scikit-learn's array API dispatch on
+    (``sklearn.set_config(array_api_dispatch=True)``, with the environment
+    variable ``SCIPY_ARRAY_API=1``), X may be an array of any library that
+    scikit-learn supports there (a PyTorch tensor on any device, a CuPy
+    array, ...). The fitted attributes are then arrays of that library on
+    X's device, float64 where the device has it; a device without float64
+    (PyTorch MPS) accumulates in float32 with compensated sums, which keeps
+    the variance of a ``1e6 + N(0, 1)`` stream to about 1e-7. ``transform``
+    returns X's library, device and float dtype, differentiable with respect
+    to X (autograd); the statistics never keep autograd history, and
+    ``copy=False`` never writes into an array that requires a gradient.
+    ``partial_fit`` reads from the device once (twice for a batch with NaN),
+    ``transform`` never, so it does not look for infinity there: an infinite
+    value comes out infinite (or clipped). Later inputs must be of the same
+    library and device; a checkpoint (pickle, skops) holds NumPy data and
+    loads as a NumPy-fitted normalizer. Without dispatch, such arrays are
+    converted with ``numpy.asarray`` (float32 stays float32).
 
     Examples
     --------
@@ -251,6 +272,8 @@ class BatchNormalizer(StreamingNormalizer):
 
     def _check_state(self, state):
         mode = self._checked_settings()
+        if type(state) is ArrayState:
+            state = state.stats
         if not mode.owns(state):
             raise ValueError(
                 f"The statistics mode changed to {mode.name!r} after fitting "
@@ -394,6 +417,185 @@ class BatchNormalizer(StreamingNormalizer):
         super().__setstate__(state)
         if "_state" in self.__dict__:
             self._transform_constants = {}
+
+    # -- array API hooks of StreamingNormalizer ---------------------------------
+
+    _array_api_support = True
+
+    def _empty_array_stats(self, space, n_features):
+        if isinstance(self._checked_settings(), MomentumMode):
+            return _xp.empty_ema_state(space, n_features)
+        return _xp.empty_stream_state(space, n_features)
+
+    def _initial_array_facts(self):
+        return _ArrayFacts(settled=False, counts_equal=True, count0=0)
+
+    def _update_array_state(self, old, X, sample_weight, careful):
+        mode = self._checked_settings()
+        space = old.space
+        stats, guard = _update_array_stats(
+            mode, space, old.stats, X, sample_weight, old.facts.settled, careful
+        )
+        if careful:
+            return stats, _careful_report(space, stats)
+        # A NaN or infinity anywhere in the batch reaches the variances (and,
+        # with weights, the guard): one number says whether to look closer.
+        check = _xp.checksum(space, stats)
+        if guard is not None:
+            check = check + guard
+        report = {"checksum": check}
+        if sample_weight is not None or mode.reweights_rows:
+            # Weights of 0 (or underflowing with age) may leave features
+            # without data.
+            report["settled"] = _xp.settled(space, stats)
+        return stats, report
+
+    def _settle_array_state(self, old, stats, values, n_rows):
+        space = old.space
+        if values.get("overflow"):
+            _raise_if_overflowed(to_numpy(_xp.overflowed(space, stats)))
+        if "count0" in values:
+            counts_equal, count0 = bool(values["equal"]), int(values["count0"])
+        else:  # a batch without NaN adds its rows to every count
+            counts_equal = old.facts.counts_equal
+            count0 = old.facts.count0 + n_rows
+        settled = bool(values.get("settled", True))
+        return ArrayState(stats, space, _ArrayFacts(settled, counts_equal, count0))
+
+    def _merge_array_states(self, old, new):
+        mode = self._checked_settings()
+        if not mode.mergeable:
+            mode.merge(old.stats, new.stats)  # raises, saying why
+        half_life = mode.half_life if isinstance(mode, HalfLifeMode) else None
+        stats = _xp.merge_stream_states(old.space, old.stats, new.stats, half_life)
+        return stats, _careful_report(old.space, stats)
+
+    def _array_fitted_attributes(self, state):
+        stats, space, facts = state
+        xp = space.xp
+        mean, var = _xp.state_mean_var(space, stats, facts.settled)
+        if facts.counts_equal:
+            n_samples_seen = facts.count0
+        else:
+            n_samples_seen = xp.asarray(stats.count, copy=True)
+        published = mean if (self.with_mean or self.with_std) else None
+        constants = {}
+        if published is not None and space.compensated:
+            # The low part of the mean, which only the state knows.
+            constants["exact_center"] = (published, _xp.exact_center(space, stats))
+        return {
+            "n_samples_seen_": n_samples_seen,
+            "mean_": published,
+            "var_": var if self.with_std else None,
+            "scale_": _xp.scale_from_var(xp, var, self.eps) if self.with_std else None,
+            "weight_sum_": _xp.weight_of(space, stats),
+            "_transform_constants": constants,
+        }
+
+    def _transform_array(self, state, X, in_place):
+        constants = self._array_transform_constants(state, X.dtype)
+        return _xp.normalize_columns(state.space.xp, X, *constants, in_place)
+
+    def _inverse_transform_array(self, state, X, in_place):
+        space = state.space
+        scale = space.xp.astype(self.scale_, X.dtype) if self.with_std else None
+        center = center_lo = None
+        if self.with_mean:
+            center, center_lo = _xp.center_parts(
+                space, self.mean_, X.dtype, self._exact_center()
+            )
+        return _xp.denormalize_columns(space.xp, X, scale, center, center_lo, in_place)
+
+    def _array_transform_constants(self, state, dtype):
+        """``_transform_constants_for`` for arrays of another namespace:
+        ``(center, center_lo, inv_scale, clip_bounds)``."""
+        mean, scale = self.mean_, self.scale_
+        memo = self.__dict__.get("_transform_constants")
+        key = (dtype, bool(self.with_mean), bool(self.with_std), self.clip)
+        entry = None if memo is None else memo.get(key)
+        if entry is None or entry[0] is not mean or entry[1] is not scale:
+            space = state.space
+            if mean is None or not self.with_mean:
+                center = center_lo = None
+            else:
+                center, center_lo = _xp.center_parts(
+                    space, mean, dtype, self._exact_center()
+                )
+            inv_scale = None
+            if scale is not None and self.with_std:
+                inv_scale = space.xp.astype(1.0 / scale, dtype)
+            bounds = _xp.clip_bounds(space, self.clip, dtype)
+            entry = (mean, scale, center, center_lo, inv_scale, bounds)
+            if memo is not None:
+                memo[key] = entry
+        return entry[2:]
+
+    def _exact_center(self):
+        """The (hi, lo) float32 pair of ``mean_`` kept at publication on a
+        device without float64, while ``mean_`` is that publication's."""
+        memo = self.__dict__.get("_transform_constants") or {}
+        published = memo.get("exact_center")
+        if published is None or published[0] is not self.mean_:
+            return None
+        return published[1]
+
+    def _array_stats_to_numpy(self, stats):
+        return _xp.state_to_numpy(stats)
+
+    def _array_stats_from_numpy(self, space, stats, move):
+        return _xp.state_from_numpy(space, stats, move)
+
+    def _array_state_from_numpy(self, space, stats, numpy_stats):
+        count = numpy_stats.count
+        if isinstance(numpy_stats, _stats.EmaState):
+            has_data = (numpy_stats.mean_updates > 0) & (numpy_stats.var_updates > 0)
+        else:
+            has_data = numpy_stats.moments.weight > 0
+        facts = _ArrayFacts(
+            settled=bool(has_data.all()),
+            counts_equal=not np.count_nonzero(count - count[0]),
+            count0=int(count[0]),
+        )
+        return ArrayState(stats, space, facts)
+
+
+class _ArrayFacts(NamedTuple):
+    """What the host knows of statistics on another device without asking it.
+
+    ``settled``: every feature has data (no anchoring, no NaN statistics);
+    ``counts_equal``: every feature saw the same number of values,
+    ``count0`` of them (then ``n_samples_seen_`` is an int).
+    """
+
+    settled: bool
+    counts_equal: bool
+    count0: int
+
+
+def _update_array_stats(mode, space, stats, X, sample_weight, settled, careful):
+    """The array API update of ``mode`` (see :mod:`sknorm._xp`)."""
+    options = {"settled": settled, "careful": careful}
+    if isinstance(mode, MomentumMode):
+        return _xp.update_momentum(
+            space, stats, X, mode.momentum, sample_weight, **options
+        )
+    if isinstance(mode, HalfLifeMode):
+        return _xp.update_half_life(
+            space, stats, X, mode.half_life, sample_weight, **options
+        )
+    return _xp.update_exact(space, stats, X, sample_weight, **options)
+
+
+def _careful_report(space, stats) -> dict:
+    """Everything the host needs to know after a careful update or a merge."""
+    xp = space.xp
+    count = stats.count
+    return {
+        "overflow": xp.any(_xp.overflowed(space, stats)),
+        "equal": xp.all(count == count[0]),
+        "count0": count[0],
+        "settled": _xp.settled(space, stats),
+    }
 
 
 def _raise_if_overflowed(overflowed: np.ndarray) -> None:

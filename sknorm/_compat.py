@@ -4,6 +4,7 @@ Everything sknorm needs from scikit-learn's private API is imported here, so
 that a change in scikit-learn is fixed in one place.
 """
 
+import numpy as np
 from sklearn.base import _fit_context  # noqa: F401  (private, stable since 1.3)
 
 # The constraint types of ``_parameter_constraints``; scikit-learn has no
@@ -22,3 +23,131 @@ def output_container_requested(estimator) -> bool:
     from sklearn.utils._set_output import _get_output_config
 
     return _get_output_config("transform", estimator)["dense"] != "default"
+
+
+# -- array API -----------------------------------------------------------------
+#
+# scikit-learn's array API helpers live in the private module
+# ``sklearn.utils._array_api`` and change between versions: everything sknorm
+# uses from it goes through these functions. ``array_api_compat`` is vendored by
+# scikit-learn >= 1.7 and a separate (optional) package before.
+
+try:
+    from sklearn.externals import array_api_compat as _array_api_compat
+except ImportError:  # scikit-learn < 1.7
+    try:
+        import array_api_compat as _array_api_compat
+    except ImportError:
+        _array_api_compat = None
+
+
+def is_array_api_obj(X) -> bool:
+    """Whether X is an array of an array API library (NumPy included)."""
+    if _array_api_compat is not None:
+        return _array_api_compat.is_array_api_obj(X)
+    return hasattr(X, "__array_namespace__")
+
+
+def array_namespace(X):
+    """The array API namespace of X (a compatibility wrapper where needed),
+    whatever the ``array_api_dispatch`` setting."""
+    if _array_api_compat is None:
+        return X.__array_namespace__()
+    return _array_api_compat.array_namespace(X)
+
+
+def array_device(X):
+    """The device of X, as its namespace names it."""
+    if _array_api_compat is None:
+        return X.device
+    return _array_api_compat.device(X)
+
+
+def is_writeable_array(X) -> bool:
+    """Whether X can be written into (False for a read-only or immutable array)."""
+    check = getattr(_array_api_compat, "is_writeable_array", None)
+    if check is not None:
+        return check(X)
+    flags = getattr(X, "flags", None)
+    return bool(getattr(flags, "writeable", True))
+
+
+def get_namespace_and_device(X):
+    """``(xp, device)`` of X as scikit-learn sees it under array API dispatch."""
+    from sklearn.utils._array_api import get_namespace_and_device
+
+    xp, _, device = get_namespace_and_device(X)
+    return xp, device
+
+
+def real_float_dtypes(xp, device) -> tuple:
+    """The real floating dtypes of ``xp`` on ``device``, widest first.
+
+    Only float64 and float32 are considered, as in scikit-learn. Uses the
+    namespace's inspection API (array API 2023.12), else assumes that only
+    PyTorch's MPS device lacks float64, as scikit-learn 1.6 does.
+    """
+    info = getattr(xp, "__array_namespace_info__", None)
+    if info is not None:
+        available = info().dtypes(kind="real floating", device=device)
+        return tuple(
+            available[name] for name in ("float64", "float32") if name in available
+        )
+    if "torch" in xp.__name__ and str(device).startswith("mps"):
+        return (xp.float32,)
+    return (xp.float64, xp.float32)
+
+
+def move_to(array, xp, device):
+    """``array`` (NumPy, a list, or any namespace) as an ``xp`` array on ``device``."""
+    from sklearn.utils import _array_api
+
+    if isinstance(array, list | tuple):
+        array = np.asarray(array)
+    move = getattr(_array_api, "move_to", None)
+    if move is not None:
+        return move(array, xp=xp, device=device)
+    # scikit-learn < 1.9: through NumPy, unless the array is already there.
+    if not isinstance(array, np.ndarray):
+        if array_namespace(array) is xp and array_device(array) == device:
+            return array
+        array = to_numpy(array)
+    if array.dtype == np.float64 and len(real_float_dtypes(xp, device)) < 2:
+        array = array.astype(np.float32)  # a device without float64
+    return xp.asarray(array, device=device)
+
+
+def to_numpy(array) -> np.ndarray:
+    """A NumPy copy (or view) of an array of any namespace and device (its
+    values only: no autograd history)."""
+    if isinstance(array, np.ndarray):
+        return array
+    if getattr(array, "requires_grad", False):
+        array = array.detach()
+    from sklearn.utils import _array_api
+
+    move = getattr(_array_api, "move_to", None)
+    if move is not None:
+        return move(array, xp=np, device="cpu")
+    # scikit-learn < 1.9: the conversions its _convert_to_numpy makes, and
+    # array-api-strict's devices other than the CPU's.
+    name = array_namespace(array).__name__
+    if "torch" in name:
+        return array.cpu().numpy()
+    if "cupy" in name:
+        return array.get()
+    if "array_api_strict" in name:
+        import array_api_strict
+
+        array = array_api_strict.asarray(
+            array, device=array_api_strict.Device("CPU_DEVICE")
+        )
+    return np.asarray(array)
+
+
+def can_move_estimators() -> bool:
+    """Whether scikit-learn offers ``move_estimator_to`` (it calls
+    ``__sklearn_array_api_convert__``)."""
+    from sklearn.utils import _array_api
+
+    return hasattr(_array_api, "move_estimator_to")

@@ -7,13 +7,14 @@ from numbers import Integral, Real
 
 import numpy as np
 import scipy.sparse as sp
+from sklearn import get_config
 from sklearn.utils import check_array
 
-from . import _rowstats
+from . import _rowstats, _xp
 from ._base import StreamingNormalizer
-from ._compat import Interval, _fit_context
+from ._compat import Interval, _fit_context, move_to, to_numpy
 from ._rowstats import GroupStats
-from ._validation import FLOAT_DTYPES
+from ._validation import FLOAT_DTYPES, is_array_api_input, numpy_from_array_api
 
 
 def check_n_groups(n_features: int, n_groups: int) -> None:
@@ -123,7 +124,30 @@ class _RowNormalizer(StreamingNormalizer):
     def _transform_sparse(self, X):
         return self._normalize(X)[0]
 
+    # Array API: nothing is learned but the width, which stays on the host;
+    # transform computes every statistic on X's device.
+    _array_api_support = True
+
+    def _empty_array_stats(self, space, n_features):
+        return 0
+
+    def _update_array_state(self, old, X, sample_weight, careful):
+        return old.stats + X.shape[0], {}
+
+    def _transform_array(self, state, X, in_place):
+        return self._normalize_array(state.space, X)[0]
+
+    def _normalize_array(self, space, X):
+        n_groups = self._n_groups()
+        check_n_groups(X.shape[1], n_groups)
+        X_tr, (center, scale) = _xp.normalize_dense_groups(
+            space, X, n_groups, self.eps, self.with_mean, self.with_std
+        )
+        return space.xp.astype(X_tr, X.dtype, copy=False), GroupStats(center, scale)
+
     def _normalize(self, X):
+        if is_array_api_input(X):
+            return self._normalize_array(self._state.space, X)
         check_n_groups(X.shape[1], self._n_groups())
         n_groups = self._n_groups()
         if sp.issparse(X):
@@ -315,6 +339,14 @@ class GroupNormalizer(_RowNormalizer):
     Statistics are computed in float64 in two passes (mean, then squared
     deviations); float32 input gives float32 output.
 
+    **Array API.** With scikit-learn's array API dispatch on, X may be an
+    array of any library it supports (a PyTorch tensor on any device, ...):
+    ``transform`` computes on X's device, without reading from it, returns
+    X's library and float dtype, and is differentiable with respect to X
+    (for PyTorch, the gradient of ``torch.nn.functional.group_norm``). As
+    for every estimator with array API support, later inputs must be of the
+    library and device of the fit.
+
     References
     ----------
     .. [1] Y. Wu, K. He, "Group Normalization", ECCV 2018, arXiv:1803.08494.
@@ -377,6 +409,10 @@ def invert_group_normalization(X_tr, stats):
     >>> np.round(invert_group_normalization(X_tr, stats), 9).tolist()
     [[1.0, 2.0, 4.0], [-3.0, 0.0, 30.0]]
     """
+    if is_array_api_input(X_tr):
+        if get_config()["array_api_dispatch"]:
+            return _invert_array(X_tr, stats)
+        X_tr = numpy_from_array_api(X_tr)
     X_tr = check_array(
         X_tr,
         accept_sparse="csr",
@@ -398,7 +434,27 @@ def invert_group_normalization(X_tr, stats):
     return X.astype(X_tr.dtype, copy=False)
 
 
-def _check_stats(stats, shape) -> GroupStats:
+def _invert_array(X_tr, stats):
+    """``invert_group_normalization`` for an array of another namespace
+    (dispatch on): on X_tr's device, the statistics moved there."""
+    space = _xp.space_of(X_tr)
+    plain = X_tr.detach() if getattr(X_tr, "requires_grad", False) else X_tr
+    checked = check_array(
+        plain,
+        dtype=space.input_dtypes,
+        ensure_all_finite="allow-nan",
+        input_name="X_tr",
+    )
+    if checked is not plain:
+        X_tr = space.xp.astype(X_tr, checked.dtype) if plain is not X_tr else checked
+    center, scale = _stats_pair(stats)
+    center, scale = (move_to(part, space.xp, space.device) for part in (center, scale))
+    _check_stats_shape(tuple(center.shape), tuple(scale.shape), tuple(X_tr.shape))
+    X = _xp.invert_dense_groups(space, X_tr, center, scale)
+    return space.xp.astype(X, X_tr.dtype, copy=False)
+
+
+def _stats_pair(stats):
     try:
         center, scale = stats
     except (TypeError, ValueError) as exc:
@@ -406,21 +462,35 @@ def _check_stats(stats, shape) -> GroupStats:
             "stats must be the (center, scale) pair returned by "
             f"transform(X, return_stats=True); got {type(stats).__name__}."
         ) from exc
+    return center, scale
+
+
+def _check_stats(stats, shape) -> GroupStats:
+    center, scale = _stats_pair(stats)
+    # Statistics of another namespace (a transform with dispatch on) are
+    # data like any other: they come to NumPy with X_tr.
+    center, scale = (
+        to_numpy(part) if is_array_api_input(part) else part for part in (center, scale)
+    )
     center = np.asarray(center, dtype=np.float64)
     scale = np.asarray(scale, dtype=np.float64)
+    _check_stats_shape(center.shape, scale.shape, shape)
+    return GroupStats(center, scale)
+
+
+def _check_stats_shape(center_shape, scale_shape, shape) -> None:
     n_samples, n_features = shape
     if (
-        center.ndim != 2
-        or center.shape != scale.shape
-        or center.shape[0] != n_samples
-        or n_features % max(center.shape[1], 1)
-        or center.shape[1] == 0
+        len(center_shape) != 2
+        or center_shape != scale_shape
+        or center_shape[0] != n_samples
+        or n_features % max(center_shape[1], 1)
+        or center_shape[1] == 0
     ):
         raise ValueError(
             f"stats do not match X_tr of shape {shape}: center and scale must "
             f"both have shape (n_samples, n_groups) = ({n_samples}, n_groups) with "
-            f"n_groups dividing {n_features}; got {center.shape} and "
-            f"{scale.shape}. Pass the stats returned by transform for the same "
+            f"n_groups dividing {n_features}; got {center_shape} and "
+            f"{scale_shape}. Pass the stats returned by transform for the same "
             "rows."
         )
-    return GroupStats(center, scale)
