@@ -17,12 +17,41 @@ def validate_params(estimator) -> None:
     estimator._validate_params()
 
 
+# -- composites and imputation ---------------------------------------------------
+#
+# What the streaming column transformer reuses of ColumnTransformer's helpers:
+# its conversion of X (lists, ``__dataframe__``), its message for a scalar
+# column selection, the transform (times the weight) its helpers call, column
+# indexing, and the output container of set_output. StreamingImputer reads
+# SimpleImputer's constraint on ``missing_values`` and the input names that
+# ``get_feature_names_out`` starts from.
+from sklearn.compose._column_transformer import (  # noqa: E402
+    _ERR_MSG_1DCOLUMN as ERR_MSG_1DCOLUMN,  # noqa: F401
+)
+from sklearn.compose._column_transformer import (  # noqa: E402
+    _check_X as check_column_transformer_X,  # noqa: F401
+)
+from sklearn.pipeline import _transform_one as transform_one  # noqa: E402, F401
+from sklearn.utils import _safe_indexing as safe_indexing  # noqa: E402, F401
+from sklearn.utils._set_output import (  # noqa: E402
+    _get_output_config as get_output_config,
+)
+from sklearn.utils.validation import (  # noqa: E402
+    _check_feature_names_in as check_feature_names_in,  # noqa: F401
+)
+
+
+def missing_values_constraint() -> list:
+    """SimpleImputer's constraint on ``missing_values``."""
+    from sklearn.impute import SimpleImputer
+
+    return SimpleImputer._parameter_constraints["missing_values"]
+
+
 def output_container_requested(estimator) -> bool:
     """Whether ``set_output`` (the estimator's or the global configuration)
     asks ``transform`` for a DataFrame rather than the default output."""
-    from sklearn.utils._set_output import _get_output_config
-
-    return _get_output_config("transform", estimator)["dense"] != "default"
+    return get_output_config("transform", estimator)["dense"] != "default"
 
 
 # -- array API -----------------------------------------------------------------

@@ -13,12 +13,18 @@ from sklearn.base import clone
 from sklearn.compose import ColumnTransformer
 from sklearn.pipeline import FeatureUnion
 from sklearn.preprocessing import FunctionTransformer
-from sklearn.utils import _safe_indexing
 from sklearn.utils.metadata_routing import process_routing
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._atomic import unchanged_on_error
-from ._compat import _fit_context
+from ._compat import (
+    ERR_MSG_1DCOLUMN,
+    _fit_context,
+    check_column_transformer_X,
+    get_output_config,
+    safe_indexing,
+    transform_one,
+)
 from ._pipeline import _name_steps
 from ._rollback import RollbackJournal, run_with_rollback
 from ._steps import (
@@ -30,17 +36,6 @@ from ._steps import (
     step_role,
 )
 
-# isort: split
-# Private scikit-learn API, kept in one block (to move into _compat):
-# - _check_X: ColumnTransformer's own conversion of X (lists, __dataframe__);
-# - _ERR_MSG_1DCOLUMN: its message for a scalar column selection;
-# - _transform_one: the transform (times the weight) its helpers call;
-# - _get_output_config: the output container set by set_output, for the
-#   FunctionTransformer that stands for "passthrough".
-from sklearn.compose._column_transformer import _ERR_MSG_1DCOLUMN, _check_X
-from sklearn.pipeline import _transform_one
-from sklearn.utils._set_output import _get_output_config
-
 _LEARNS_OR_FITS_ONCE = (LEARNS, FITS_ONCE)
 
 
@@ -50,7 +45,7 @@ def _selected_as_2d(learn):
         learn()
     except ValueError as error:
         if "Expected 2D array, got 1D array instead" in str(error):
-            raise ValueError(_ERR_MSG_1DCOLUMN) from error
+            raise ValueError(ERR_MSG_1DCOLUMN) from error
         raise
 
 
@@ -204,7 +199,7 @@ class StreamingColumnTransformer(ColumnTransformer):
 
     def _learn_first_batch(self, X, y, params):
         validate_data(self, X=X, skip_check_array=True)
-        X = _check_X(X)
+        X = check_column_transformer_X(X)
         self._validate_transformers()
         routed = self._routed(params)
         self._validate_column_callables(X)
@@ -240,7 +235,7 @@ class StreamingColumnTransformer(ColumnTransformer):
         outputs = self._call_func_on_transformers(
             X,
             None,
-            _transform_one,
+            transform_one,
             column_as_labels=False,
             routed_params=process_routing(self, "transform"),
         )
@@ -249,11 +244,11 @@ class StreamingColumnTransformer(ColumnTransformer):
         self._record_output_indices(outputs)
 
     def _first_fit(self, name, trans, role, X, columns, y, params):
-        X_columns = _safe_indexing(X, columns, axis=1)
+        X_columns = safe_indexing(X, columns, axis=1)
         if role == "passthrough step":
             # as ColumnTransformer.fit: a FunctionTransformer that names its
             # output after its input
-            output = _get_output_config("transform", self)["dense"]
+            output = get_output_config("transform", self)["dense"]
             identity = FunctionTransformer(
                 accept_sparse=True, check_inverse=False, feature_names_out="one-to-one"
             ).set_output(transform=output)
@@ -278,7 +273,7 @@ class StreamingColumnTransformer(ColumnTransformer):
     def _learn_batch(self, X, y, params):
         check_is_fitted(self)
         validate_data(self, X=X, reset=False, skip_check_array=True)
-        X = _check_X(X)
+        X = check_column_transformer_X(X)
         routed = self._routed(params)
         learners = []
         for name, trans, columns, _ in self._iter(
@@ -294,7 +289,7 @@ class StreamingColumnTransformer(ColumnTransformer):
 
         def learn():
             for name, trans, columns in learners:
-                trans.partial_fit(_safe_indexing(X, columns, axis=1), y, **routed[name])
+                trans.partial_fit(safe_indexing(X, columns, axis=1), y, **routed[name])
 
         _selected_as_2d(learn)
 

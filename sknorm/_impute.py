@@ -15,18 +15,14 @@ from sklearn.utils.validation import validate_data as _validate_data
 
 from . import _kll, _stats
 from ._base import StreamingNormalizer
-from ._compat import Interval, _fit_context
+from ._compat import (
+    Interval,
+    StrOptions,
+    _fit_context,
+    check_feature_names_in,
+    missing_values_constraint,
+)
 from ._validation import FLOAT_DTYPES, check_no_infinity
-
-# isort: split
-# Private scikit-learn API, kept in one block (to move into _compat):
-# StrOptions declares the strategies in ``_parameter_constraints`` (the
-# constraint of ``missing_values`` is SimpleImputer's own, read from its
-# class); _check_feature_names_in gives the input names that
-# get_feature_names_out starts from, as in every scikit-learn transformer.
-from sklearn.impute import SimpleImputer as _SimpleImputer
-from sklearn.utils._param_validation import StrOptions
-from sklearn.utils.validation import _check_feature_names_in
 
 # -- the math -------------------------------------------------------------------
 
@@ -252,7 +248,7 @@ class StreamingImputer(StreamingNormalizer):
     """
 
     _parameter_constraints: dict = {
-        "missing_values": _SimpleImputer._parameter_constraints["missing_values"],
+        "missing_values": missing_values_constraint(),
         "strategy": [StrOptions({"mean", "median", "most_frequent", "constant"})],
         "fill_value": "no_validation",
         "copy": ["boolean"],
@@ -667,7 +663,7 @@ class StreamingImputer(StreamingNormalizer):
             indicators).
         """
         check_is_fitted(self)
-        names = _check_feature_names_in(self, input_features)
+        names = check_feature_names_in(self, input_features)
         kept = names
         if not self.keep_empty_features:
             kept = names[~missing_mask(self.statistics_, np.nan)]
