@@ -141,10 +141,17 @@ def _check_strings_or_numbers(X: np.ndarray, missing_values) -> None:
         check_no_infinity(np.where(infinite, np.inf, 0.0))
     if not allowed.all():
         row, column = np.argwhere(~allowed)[0]
+        found = type(X[row, column]).__name__
+        hint = (
+            " To treat None as missing, pass missing_values=None (or replace "
+            "None with np.nan)."
+            if X[row, column] is None
+            else ""
+        )
         raise TypeError(
             "StreamingImputer needs each value to be a string or a number (or "
-            f"the missing-value marker): argument must be a string or a number, "
-            f"got {type(X[row, column]).__name__} in row {row}, feature {column}."
+            "the missing-value marker): argument must be a string or a number, "
+            f"got {found} in row {row}, feature {column}.{hint}"
         )
 
 
