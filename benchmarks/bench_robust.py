@@ -9,8 +9,14 @@ Contenders, each fed the same stream of C-contiguous float64 batches
 - ``RobustNormalizer(sketch_size=k)`` for k = 128, 512 (the default) and 2048:
   ``partial_fit`` alone, the quantile sketches' update;
 - ``RobustNormalizer + read``: ``partial_fit`` followed by reading
-  ``center_`` (what a pipeline pays when it transforms every batch right
-  after learning from it: the quantiles are computed on first read).
+  ``center_`` (the quantiles are computed on first read);
+- ``+ transform`` rows: ``partial_fit`` then ``transform`` of the same batch,
+  what a streaming pipeline pays, for RobustNormalizer and BatchNormalizer;
+  their ratio is the issue's target (at most 5).
+
+Every contender runs under each backend of sknorm (``numpy``, and ``numba``
+when it is installed), in the same process; ratios are to BatchNormalizer's
+``partial_fit`` (or ``partial_fit`` + ``transform``) on the same backend.
 
 Every contender is first warmed up on ``--warmup`` rows so that the sketches
 are in their steady state (all levels in use). Then the contenders are
@@ -29,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import importlib.util
 import platform
 import statistics
 import time
@@ -38,11 +45,13 @@ import numpy as np
 import sklearn
 from sklearn.preprocessing import StandardScaler
 
+import sknorm
 from sknorm import BatchNormalizer, RobustNormalizer
 
 
-def contenders():
-    """(name, estimator, call) triples; call(estimator, X) learns from X."""
+def contenders(backends):
+    """(name, backend, estimator, call, reference) tuples; call(estimator, X)
+    learns from X, and the ratio is taken to the contender named reference."""
 
     def learn(est, X):
         est.partial_fit(X)
@@ -51,18 +60,56 @@ def contenders():
         est.partial_fit(X)
         est.center_  # noqa: B018 (the read computes the quantiles)
 
-    return [
-        ("BatchNormalizer", BatchNormalizer(), learn),
-        ("StandardScaler", StandardScaler(), learn),
-        ("RobustNormalizer k=128", RobustNormalizer(sketch_size=128), learn),
-        ("RobustNormalizer k=512", RobustNormalizer(random_state=0), learn),
-        ("RobustNormalizer k=2048", RobustNormalizer(sketch_size=2048), learn),
-        (
-            "RobustNormalizer k=512 + read",
-            RobustNormalizer(random_state=0),
-            learn_and_read,
-        ),
+    def learn_and_transform(est, X):
+        est.partial_fit(X)
+        est.transform(X)
+
+    found = [
+        ("StandardScaler", "numpy", StandardScaler(), learn, "BatchNormalizer [numpy]")
     ]
+    for b in backends:
+        base = f"BatchNormalizer [{b}]"
+        both = f"BatchNormalizer + transform [{b}]"
+        found += [
+            (base, b, BatchNormalizer(), learn, base),
+            (
+                f"RobustNormalizer k=128 [{b}]",
+                b,
+                RobustNormalizer(sketch_size=128),
+                learn,
+                base,
+            ),
+            (
+                f"RobustNormalizer k=512 [{b}]",
+                b,
+                RobustNormalizer(random_state=0),
+                learn,
+                base,
+            ),
+            (
+                f"RobustNormalizer k=2048 [{b}]",
+                b,
+                RobustNormalizer(sketch_size=2048),
+                learn,
+                base,
+            ),
+            (
+                f"RobustNormalizer k=512 + read [{b}]",
+                b,
+                RobustNormalizer(random_state=0),
+                learn_and_read,
+                base,
+            ),
+            (both, b, BatchNormalizer(), learn_and_transform, both),
+            (
+                f"RobustNormalizer k=512 + transform [{b}]",
+                b,
+                RobustNormalizer(random_state=0),
+                learn_and_transform,
+                both,
+            ),
+        ]
+    return found
 
 
 def state_bytes(est) -> int:
@@ -105,44 +152,53 @@ def main():
     )
     rng = np.random.default_rng(0)
     pool = [rng.standard_t(2, size=(args.batch, args.features)) for _ in range(16)]
-    found = contenders()
-    for _, est, call in found:
-        for i in range(max(1, args.warmup // args.batch)):
-            call(est, pool[i % len(pool)])
+    backends = ["numpy"]
+    if importlib.util.find_spec("numba") is not None:
+        backends.append("numba")
+    found = contenders(backends)
+    for _, backend, est, call, _ in found:
+        with sknorm.config_context(backend=backend):
+            for i in range(max(1, args.warmup // args.batch)):
+                call(est, pool[i % len(pool)])
 
-    times = {name: [] for name, _, _ in found}
-    ratios = {name: [] for name, _, _ in found}
+    times = {name: [] for name, *_ in found}
+    ratios = {name: [] for name, *_ in found}
     gc.disable()
     try:
         for r in range(args.rounds):
             this_round = {}
-            for name, est, call in found:
+            for name, backend, est, call, _ in found:
+                sknorm.set_config(backend=backend)
                 start = time.perf_counter()
                 for i in range(args.calls):
                     call(est, pool[(r * args.calls + i) % len(pool)])
                 this_round[name] = (time.perf_counter() - start) / args.calls
                 times[name].append(this_round[name])
-            for name in this_round:
-                ratios[name].append(this_round[name] / this_round["BatchNormalizer"])
+            for name, _, _, _, reference in found:
+                ratios[name].append(this_round[name] / this_round[reference])
     finally:
         gc.enable()
+        sknorm.set_config(backend="auto")
 
     header = (
-        f"{'contender':<31}{'us per call':>12}{'ratio':>8}"
+        f"{'contender':<44}{'us per call':>12}{'ratio':>8}"
         f"{'state (KB)':>12}{'peak (KB)':>11}"
     )
     print(header)
-    for name, est, call in found:
+    for name, backend, est, call, _ in found:
+        with sknorm.config_context(backend=backend):
+            peak = peak_bytes(call, est, pool[0])
         print(
-            f"{name:<31}{statistics.median(times[name]) * 1e6:>12.0f}"
+            f"{name:<44}{statistics.median(times[name]) * 1e6:>12.0f}"
             f"{statistics.median(ratios[name]):>8.2f}"
             f"{state_bytes(est) / 1024:>12.0f}"
-            f"{peak_bytes(call, est, pool[0]) / 1024:>11.0f}"
+            f"{peak / 1024:>11.0f}"
         )
     print(
-        "ratio: median over rounds of (time per call) / (BatchNormalizer's in "
-        "the same round); state: fitted arrays after the warm-up; peak: memory "
-        "allocated during one call."
+        "ratio: median over rounds of (time per call) / (that of BatchNormalizer "
+        "[+ transform] on the same backend, in the same round); state: fitted "
+        "arrays after the warm-up; peak: memory allocated during one call "
+        "(tracemalloc, which does not see the numba kernels' own allocations)."
     )
 
 

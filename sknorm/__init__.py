@@ -8,6 +8,7 @@ from ._compose import (
     make_streaming_column_transformer,
     make_streaming_union,
 )
+from ._config import config_context, get_config, set_config
 from ._impute import StreamingImputer
 from ._layer import GroupNormalizer, LayerNormalizer, invert_group_normalization
 from ._pipeline import StreamingPipeline, make_streaming_pipeline
@@ -29,10 +30,13 @@ __all__ = [
     "StreamingFeatureUnion",
     "StreamingImputer",
     "StreamingPipeline",
+    "config_context",
+    "get_config",
     "invert_group_normalization",
     "make_streaming_column_transformer",
     "make_streaming_pipeline",
     "make_streaming_union",
+    "set_config",
     "__version__",
 ]
 

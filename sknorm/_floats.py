@@ -1,9 +1,19 @@
-"""Float arithmetic shared by the normalizers' transforms (NumPy only)."""
+"""Float arithmetic shared by the normalizers' transforms.
+
+The NumPy code here is the reference; under the numba backend (see
+:mod:`sknorm._config`) :func:`normalize_columns` and
+:func:`denormalize_columns` run a compiled kernel that does all the steps in
+one pass over the data, with the same arithmetic in the data's dtype.
+"""
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
+
 import numpy as np
 
+from ._config import kernels_for
 from ._stats import block_rows
 
 
@@ -45,6 +55,8 @@ def normalize_columns(
     center_lo: np.ndarray | None,
     inv_scale: np.ndarray | None,
     clip: float | None,
+    *,
+    on_infinity: Callable[[], None] | None = None,
 ) -> np.ndarray:
     """``out = clip((X - center - center_lo) * inv_scale)``, column-wise.
 
@@ -52,7 +64,30 @@ def normalize_columns(
     :func:`split_float32`) and ``inv_scale`` are in X's dtype or None (that
     step is skipped). ``out`` may be X. Works in blocks of rows that stay in
     cache between the steps.
+
+    ``on_infinity``, if given, is called when X holds +/-inf (it may raise),
+    after ``out`` is written: a caller that writes into a new array can leave
+    the check of X to this pass, which the compiled kernel makes for free (the
+    NumPy path checks X first).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> X = np.array([[1.0, 10.0], [3.0, 30.0]])
+    >>> out = normalize_columns(X, np.empty_like(X), np.array([2.0, 20.0]),
+    ...                         None, np.array([1.0, 0.1]), clip=0.5)
+    >>> out.tolist()
+    [[-0.5, -0.5], [0.5, 0.5]]
     """
+    kernels = kernels_for(X)
+    if kernels is not None:
+        return kernels.normalize_columns(
+            X, out, center, center_lo, inv_scale, clip, on_infinity
+        )
+    if on_infinity is not None:
+        with np.errstate(over="ignore", invalid="ignore"):
+            if not math.isfinite(np.add.reduce(X, axis=None)) and np.isinf(X).any():
+                on_infinity()
     n_samples, n_features = X.shape
     rows = block_rows(n_features)
     one_block = n_samples <= rows
@@ -73,4 +108,46 @@ def normalize_columns(
             dst[...] = src
         if clip is not None:
             np.clip(dst, -clip, clip, out=dst)
+    return out
+
+
+def denormalize_columns(
+    X: np.ndarray,
+    out: np.ndarray,
+    scale: np.ndarray | None,
+    center: np.ndarray | None,
+) -> np.ndarray:
+    """``out = X * scale + center``, column-wise: the inverse of a normalization.
+
+    ``scale`` and ``center`` are float64 or None (that step is skipped). For
+    float32 X the center is added in two float32 parts (see
+    :func:`split_float32`), so that large centers keep float32 precision.
+    ``out`` may be X.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> Z = np.array([[-1.0, 1.0]], dtype=np.float32)
+    >>> denormalize_columns(Z, Z.copy(), np.array([2.0, 2.0]),
+    ...                     np.array([1e6, 1e6])).tolist()
+    [[999998.0, 1000002.0]]
+    """
+    kernels = kernels_for(X)
+    factor = None if scale is None else scale.astype(X.dtype)
+    if center is None:
+        center_hi = center_lo = None
+    elif X.dtype == np.float32:
+        center_hi, center_lo = split_float32(center)
+    else:
+        center_hi, center_lo = center, None
+    if kernels is not None:
+        return kernels.denormalize_columns(X, out, factor, center_hi, center_lo)
+    if out is not X:
+        out[...] = X
+    if factor is not None:
+        out *= factor
+    if center_hi is not None:
+        out += center_hi
+        if center_lo is not None:
+            out += center_lo
     return out

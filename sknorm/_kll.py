@@ -70,6 +70,8 @@ from typing import NamedTuple
 import numpy as np
 from numpy.typing import NDArray
 
+from ._config import compiled_kernels
+
 Array = NDArray[np.float64]
 
 __all__ = [
@@ -241,21 +243,29 @@ def merge_sketches(old: QuantileSketch, new: QuantileSketch) -> QuantileSketch:
     return QuantileSketch(old.k, tuple(levels), np.array(counts), old.seed, coins.drawn)
 
 
-def sketch_quantiles(sketch: QuantileSketch, q: NDArray) -> Array:
+def sketch_quantiles(
+    sketch: QuantileSketch, q: NDArray, cache: dict | None = None
+) -> Array:
     """Quantiles of every feature, interpolated like ``np.nanquantile``.
 
     Each item of weight ``w`` counts as ``w`` equal values; the quantile of
     that multiset is taken with NumPy's default ("linear") method, so a
     sketch that has compacted nothing returns exactly ``np.nanquantile``.
-    (After compactions, items whose values lie within 64 units in the last
-    place of each other may be taken in either order; see the comment in
-    the code.)
+    (After compactions, items of different levels whose values lie within
+    64 units in the last place of each other may be taken in either order;
+    see :func:`_select_items`.)
 
     Parameters
     ----------
     sketch : QuantileSketch
     q : array-like of shape (n_quantiles,)
         Probabilities in [0, 1].
+    cache : dict or None
+        Kept by the caller between calls on successive sketches of one stream:
+        the sorted items of every level that has not changed since the last
+        call (an update changes the lowest levels, rarely the others) are
+        taken from it instead of being sorted again. The result is the same
+        with or without it.
 
     Returns
     -------
@@ -265,59 +275,181 @@ def sketch_quantiles(sketch: QuantileSketch, q: NDArray) -> Array:
     q = np.atleast_1d(np.asarray(q, dtype=np.float64))
     n_features = sketch.counts.shape[1]
     out = np.full((q.size, n_features), np.nan)
-    values = np.concatenate(sketch.levels, axis=1)
-    width = values.shape[1]
-    if width == 0:
-        return out
-    # A weighted sort without argsort (several times slower than sort): sort
-    # the values, and separately sort integer keys that order like the values
-    # and carry each item's level in their 6 lowest bits. The two sorted rows
-    # agree item by item, except that items whose values are within 64 units
-    # in the last place of each other may trade weights; so every returned
-    # quantile is a retained value, exact when nothing was compacted (all
-    # weights 1) and otherwise at most that near-tie away from the exact
-    # weighted order.
-    level = np.concatenate(
-        [np.full(lv.shape[1], h, dtype=np.int64) for h, lv in enumerate(sketch.levels)]
-    )
-    # In place wherever possible: fresh large arrays cost page faults.
-    keys = _order_keys(values)
-    keys &= ~np.int64(_LEVEL_MASK)
-    keys |= level
-    keys[np.isnan(values)] = _PADDING_KEY
-    keys.sort(axis=1)
-    values.sort(axis=1)  # NaN padding last, as the padding keys
-    # Padding (last in every row) weighs 1 like a level-0 item: no position
-    # looked up below reaches it, since all are < n, the weight of the items.
-    cumulative = np.bitwise_and(keys, _LEVEL_MASK, out=keys)
-    np.left_shift(1, cumulative, out=cumulative)
-    np.cumsum(cumulative, axis=1, out=cumulative)
     n = sketch_counts(sketch)
+    if not n.any():
+        return out
     # Positions (0-based) in the multiset where each item counts w times.
     virtual = (n - 1) * q[:, None]
     below = np.floor(virtual)
     gamma = virtual - below
     above = np.minimum(below + 1, n - 1)
-    # The item holding position j is the first whose cumulative weight
-    # exceeds j: one searchsorted over all rows, made one increasing sequence
-    # by offsetting row f by f * (max(n) + 1).
-    offset = np.arange(n_features, dtype=np.int64) * (int(cumulative[:, -1].max()) + 1)
-    cumulative += offset[:, None]
-    positions = np.stack([below, above]).astype(np.int64)
-    index = np.searchsorted(cumulative.ravel(), positions + offset, side="right")
-    row_start = np.arange(n_features) * width
-    index = np.minimum(index, row_start + width - 1)
-    a, b = values.ravel()[index]
+    empty = n == 0
+    below = below.astype(np.int64)
+    above = above.astype(np.int64)
+    below[:, empty] = above[:, empty] = 0
+    keys = _sorted_levels(sketch, cache)
+    kernels = compiled_kernels()
+    if kernels is not None:
+        items = kernels.select_sketch_items(keys, sketch.counts, n, below, above)
+    else:
+        positions = np.concatenate([below, above])
+        items = _select_items(keys, sketch.counts, positions, cache)
+    # Order keys are their own inverse: back to the float64 values.
+    a, b = _order_keys(items).view(np.float64).reshape(2, q.size, n_features)
     diff = b - a
     lerp = np.where(gamma >= 0.5, b - diff * (1 - gamma), a + diff * gamma)
     out[:, n > 0] = lerp[:, n > 0]
     return out
 
 
-# Levels are stored in the 6 low bits of the sort keys of sketch_quantiles
-# (at most 62 levels: n < k * 2**61); padding gets the largest key, level 0.
+# Levels are stored in the 6 low bits of the sort keys of _select_items (at
+# most 62 levels: n < k * 2**61); padding (NaN) gets the largest key.
 _LEVEL_MASK = 63
 _PADDING_KEY = np.iinfo(np.int64).max & ~_LEVEL_MASK
+
+
+def _sorted_levels(sketch: QuantileSketch, cache: dict | None) -> list[NDArray]:
+    """Per level, the order keys of its items, each row sorted, padding last.
+
+    Row ``f`` of level ``h`` holds ``counts[h, f]`` keys, then
+    ``_PADDING_KEY``; the width is the largest count. Levels whose array is
+    the one of the cached entry are not sorted again.
+    """
+    entries = [] if cache is None else cache.get("sorted_levels", [])
+    sorted_levels = []
+    for h, level in enumerate(sketch.levels):
+        entry = entries[h] if h < len(entries) else None
+        if entry is None or entry[0] is not level:
+            keys = _order_keys(level)
+            keys[np.isnan(level)] = _PADDING_KEY
+            keys.sort(axis=1)
+            width = int(sketch.counts[h].max()) if keys.size else 0
+            entry = (level, np.ascontiguousarray(keys[:, :width]))
+        sorted_levels.append(entry)
+    if cache is not None:
+        # Holding the level arrays keeps their identities unique.
+        cache["sorted_levels"] = sorted_levels
+    return [keys for _, keys in sorted_levels]
+
+
+# Columns per chunk of the cumulative weights in _select_items.
+_CHUNK = 64
+
+
+def _select_items(
+    level_keys: list[NDArray],
+    counts: NDArray[np.int64],
+    positions: NDArray,
+    work: dict | None = None,
+) -> NDArray[np.int64]:
+    """Order keys of the items holding ``positions`` in the weighted order.
+
+    The items of all levels are ordered by their value's order key with its
+    6 low bits replaced by the level (an item of level ``h`` weighs
+    ``2**h``); items with equal such keys are of one level and are taken in
+    the order of their exact values. So the order is the exact order of the
+    values, except that items of different levels within 64 units in the last
+    place of each other are ordered by level; the item holding position ``j``
+    is the first whose cumulative weight exceeds ``j``.
+
+    Parameters
+    ----------
+    level_keys : list of ndarray of shape (n_features, width_h)
+        From :func:`_sorted_levels`.
+    counts : ndarray of shape (n_levels, n_features)
+        Items per level and feature.
+    positions : ndarray of shape (n_targets, n_features), int64
+        Positions in ``[0, n - 1]`` of each feature's weighted multiset.
+    work : dict or None
+        Keeps the work arrays between calls (see :func:`_work_arrays`).
+
+    Returns
+    -------
+    keys : ndarray of shape (n_targets, n_features), int64
+        The order keys (all 64 bits) of the items.
+    """
+    n_targets, n_features = positions.shape
+    widths = [keys.shape[1] for keys in level_keys]
+    starts = np.concatenate([[0], np.cumsum(widths)]).astype(np.int64)
+    # Padded to whole chunks with padding keys, which sort last and are never
+    # reached: every position is below n, the weight of the items.
+    width = -(-int(starts[-1]) // _CHUNK) * _CHUNK
+    segments, ordered, weight = _work_arrays(work, (n_features, width))
+    for h, keys in enumerate(level_keys):
+        # Masking the low bits keeps each level's row sorted.
+        segment = segments[:, starts[h] : starts[h + 1]]
+        np.bitwise_and(keys, ~np.int64(_LEVEL_MASK), out=segment)
+        segment |= h
+    segments[:, starts[-1] :] = _PADDING_KEY
+    ordered[...] = segments
+    ordered.sort(axis=1)
+    rows = np.arange(n_features)
+    row = np.broadcast_to(rows[:, None], (n_features, n_targets)).T
+    # The chunk of columns where each position's cumulative weight is
+    # reached, then the column within it.
+    np.bitwise_and(ordered, _LEVEL_MASK, out=weight)
+    np.left_shift(1, weight, out=weight)
+    chunk_weight = weight.reshape(n_features, -1, _CHUNK).sum(axis=2)
+    np.cumsum(chunk_weight, axis=1, out=chunk_weight)
+    offset = rows * (int(chunk_weight[:, -1].max()) + 1)
+    n_chunks = chunk_weight.shape[1]
+    chunk = np.searchsorted(
+        (chunk_weight + offset[:, None]).ravel(), positions + offset, side="right"
+    )
+    chunk -= rows * n_chunks
+    before = np.where(chunk > 0, chunk_weight[row, np.maximum(chunk - 1, 0)], 0)
+    within = weight.reshape(n_features, n_chunks, _CHUNK)[row, chunk]
+    np.cumsum(within, axis=2, out=within)
+    column = (within <= (positions - before)[..., None]).sum(axis=2)
+    index = chunk * _CHUNK + column
+    key = ordered[row, index]
+    level = key & _LEVEL_MASK
+    # Equal keys are of one level: the item's rank among them gives its rank
+    # among the level's sorted items with that key.
+    flat = ordered.ravel()
+    equal_before = index - _first_at_least(flat, row * width, 0, index, key)
+    start = starts[level]
+    in_level = _first_at_least(
+        segments.ravel(), row * width + start, 0, counts[level, row], key
+    )
+    in_level += equal_before
+    # A feature without items finds padding (not read): it gets key 0.
+    items = np.zeros_like(key)
+    for h in np.unique(level):
+        at = (level == h) & (in_level < widths[h])
+        items[at] = level_keys[h][row[at], in_level[at]]
+    return items
+
+
+def _work_arrays(work: dict | None, shape) -> list[NDArray[np.int64]]:
+    """Three int64 arrays of ``shape``, kept in ``work`` between calls.
+
+    Fresh arrays of a megabyte or more cost as much in page faults as the
+    arithmetic done in them; a stream's reads reuse the same ones.
+    """
+    arrays = None if work is None else work.get("work_arrays")
+    if arrays is None or arrays[0].shape != shape:
+        arrays = [np.empty(shape, dtype=np.int64) for _ in range(3)]
+        if work is not None:
+            work["work_arrays"] = arrays
+    return arrays
+
+
+def _first_at_least(flat, row_start, lo, hi, key):
+    """Vectorized binary search: for each query, the first ``i`` in
+    ``[lo, hi)`` with ``flat[row_start + i] >= key`` (``hi`` if none); the
+    ranges must be sorted."""
+    lo = np.broadcast_to(lo, key.shape).copy()
+    hi = np.array(hi, copy=True)
+    last = flat.size - 1
+    while True:
+        active = lo < hi
+        if not active.any():
+            return lo
+        mid = (lo + hi) >> 1
+        smaller = flat[np.minimum(row_start + mid, last)] < key
+        lo = np.where(active & smaller, mid + 1, lo)
+        hi = np.where(active & ~smaller, mid, hi)
 
 
 def _order_keys(values: Array) -> NDArray[np.int64]:

@@ -9,24 +9,32 @@ hold:
 - ``update(old, X, sample_weight, on_nonfinite)``: the state after one batch;
 - ``merge(old, new)``: the state of two disjoint parts of a stream (``new``
   later), or a ValueError where the mode has no merge;
-- ``mean_var(state)``, ``weight(state)``, ``count(state)``: what is published;
+- ``mean_var(state)``, ``weight(state)``, ``count(state)``: what is published,
+  and ``publish(state, eps)``: all of it (with the scale) in one step;
 - ``to_dict(state)`` / ``from_dict(data)``: the plain-data checkpoint form.
 
-The arithmetic lives in :mod:`sknorm._stats`; a mode only chooses it.
+The arithmetic lives in :mod:`sknorm._stats`; a mode only chooses it, and
+the backend (:mod:`sknorm._config`): under the numba backend, ``update`` and
+``mean_var`` of a dense batch run the compiled kernels of
+:mod:`sknorm._numba_kernels`, which compute the same formulas in one call.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
 from numpy.typing import NDArray
 
 from . import _stats
+from ._config import compiled_kernels, kernels_for
+from ._floats import scale_from_var
 from ._stats import EmaState, Moments, StreamState
 
 __all__ = [
+    "Published",
     "StatisticsMode",
     "ExactMode",
     "HalfLifeMode",
@@ -34,6 +42,26 @@ __all__ = [
     "statistics_mode",
     "state_from_dict",
 ]
+
+
+class Published(NamedTuple):
+    """The statistics that BatchNormalizer publishes, as fresh arrays.
+
+    ``mean`` and ``var`` as :meth:`StatisticsMode.mean_var`, ``scale`` is
+    ``sqrt(var + eps)`` with 1.0 where that is 0 (``scale_from_var``),
+    ``weight`` a copy of the weights, ``samples_seen`` the count of every
+    feature as an int when they are all equal, else an int64 array (as
+    ``StandardScaler.n_samples_seen_``), and ``finite`` whether the sum of
+    the variances is finite: when it is not, a feature has no data yet (NaN)
+    or its statistics overflowed (see :meth:`StatisticsMode.overflowed`).
+    """
+
+    mean: NDArray
+    var: NDArray
+    scale: NDArray
+    weight: NDArray
+    samples_seen: int | NDArray
+    finite: bool
 
 
 class StatisticsMode:
@@ -61,6 +89,26 @@ class StatisticsMode:
     def mean_var(self, state) -> tuple[NDArray, NDArray]:
         """Published mean and variance; NaN for a feature without data."""
         return _stats.state_mean_var(state)
+
+    def publish(self, state, eps: float) -> Published:
+        """Everything that is published after an update, in one step."""
+        kernels = compiled_kernels()
+        if kernels is not None:
+            return Published(*kernels.publish(state, eps))
+        mean, var = self.mean_var(state)
+        count = self.count(state)
+        if count.size and not np.count_nonzero(count - count[0]):
+            samples_seen = int(count[0])
+        else:
+            samples_seen = np.array(count, dtype=np.int64)
+        return Published(
+            mean,
+            var,
+            scale_from_var(var, eps),
+            self.weight(state).copy(),
+            samples_seen,
+            math.isfinite(np.add.reduce(var)),
+        )
 
     def count(self, state) -> NDArray[np.int64]:
         """Number of non-missing values seen, per feature."""
@@ -90,10 +138,19 @@ class ExactMode(StatisticsMode):
         sample_weight: NDArray | None = None,
         on_nonfinite: Callable[[], None] | None = None,
     ) -> StreamState:
+        kernels = kernels_for(X)
+        if kernels is not None:
+            return kernels.update_stream(old, X, sample_weight, None, on_nonfinite)
         return _stats.update_exact(old, X, sample_weight, on_nonfinite=on_nonfinite)
 
     def merge(self, old: StreamState, new: StreamState) -> StreamState:
         return _stats.merge_stream_states(old, new)
+
+    def mean_var(self, state: StreamState) -> tuple[NDArray, NDArray]:
+        kernels = compiled_kernels()
+        if kernels is not None:
+            return kernels.stream_mean_var(state)
+        return _stats.state_mean_var(state)
 
     def owns(self, state) -> bool:
         """Whether ``state`` can continue in this mode."""
@@ -122,6 +179,11 @@ class HalfLifeMode(ExactMode):
         self.half_life = float(half_life)
 
     def update(self, old, X, sample_weight=None, on_nonfinite=None):
+        kernels = kernels_for(X)
+        if kernels is not None:
+            return kernels.update_stream(
+                old, X, sample_weight, self.half_life, on_nonfinite
+            )
         return _stats.update_half_life(
             old, X, self.half_life, sample_weight, on_nonfinite=on_nonfinite
         )
@@ -144,9 +206,20 @@ class MomentumMode(StatisticsMode):
         return _stats.empty_ema_state(n_features)
 
     def update(self, old, X, sample_weight=None, on_nonfinite=None):
+        kernels = kernels_for(X)
+        if kernels is not None:
+            return kernels.update_momentum(
+                old, X, self.momentum, sample_weight, on_nonfinite
+            )
         return _stats.update_momentum(
             old, X, self.momentum, sample_weight, on_nonfinite=on_nonfinite
         )
+
+    def mean_var(self, state: EmaState) -> tuple[NDArray, NDArray]:
+        kernels = compiled_kernels()
+        if kernels is not None:
+            return kernels.ema_mean_var(state)
+        return _stats.state_mean_var(state)
 
     def merge(self, old, new):
         raise ValueError(

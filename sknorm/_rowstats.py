@@ -8,6 +8,10 @@ in two passes (mean, then squared deviations from it), never as
 statistics of its group and stays NaN in the output. A group with no value at
 all has NaN statistics, so its output is NaN rather than a made-up number.
 
+Under the numba backend (:mod:`sknorm._config`), dense rows are normalized
+by a compiled kernel that takes each group's moments and writes its output in
+one pass over the row, with the same float64 arithmetic.
+
 The normalized value of ``x`` in group ``g`` of a row is
 
 .. math:: z = (x - c_g) / s_g
@@ -25,6 +29,7 @@ from typing import NamedTuple
 import numpy as np
 from numpy.typing import NDArray
 
+from ._config import kernels_for
 from ._floats import scale_from_var
 
 Array = NDArray[np.float64]
@@ -147,15 +152,29 @@ def normalize_dense_groups(
 ) -> tuple[Array, GroupStats]:
     """Center and scale each group of each row of a dense array.
 
-    Returns the result in float64, shape (n_samples, n_features), NaN where X
-    is NaN, and the statistics that were applied.
+    Returns the result, shape (n_samples, n_features), NaN where X is NaN,
+    computed in float64 and returned in X's dtype if that is float32 (else in
+    float64), and the statistics that were applied.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> X = np.array([[1.0, 3.0, 10.0, 30.0]], dtype=np.float32)
+    >>> Z, stats = normalize_dense_groups(X, 2, 0.0, True, True)
+    >>> Z.dtype, Z.tolist(), stats.center.tolist(), stats.scale.tolist()
+    (dtype('float32'), [[-1.0, 1.0, -1.0, 1.0]], [[2.0, 20.0]], [[1.0, 10.0]])
     """
     n_samples, n_features = X.shape
     shape = (n_samples, n_groups)
+    dtype = np.float32 if X.dtype == np.float32 else np.float64
     if not (with_mean or with_std):
-        return np.array(X, dtype=np.float64), GroupStats(
-            np.zeros(shape), np.ones(shape)
+        return np.array(X, dtype=dtype), GroupStats(np.zeros(shape), np.ones(shape))
+    kernels = kernels_for(X)
+    if kernels is not None:
+        Z, center, scale = kernels.normalize_dense_groups(
+            X, n_groups, eps, with_mean, with_std
         )
+        return Z, GroupStats(center, scale)
     mean, var, deviation, missing = dense_group_moments(X, n_groups)
     if with_mean:
         z = deviation
@@ -170,7 +189,8 @@ def normalize_dense_groups(
         scale = np.ones(shape)
     if missing is not None:
         z[missing] = np.nan
-    return z.reshape(n_samples, n_features), GroupStats(center, scale)
+    z = z.reshape(n_samples, n_features).astype(dtype, copy=False)
+    return z, GroupStats(center, scale)
 
 
 def normalize_sparse_groups(X, n_groups: int, eps: float, with_std: bool):

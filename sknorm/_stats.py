@@ -501,24 +501,46 @@ def _update_exact_one_block(old: StreamState, X: NDArray) -> StreamState | None:
 
     That is an unweighted batch of one block, without NaN or infinity, whose
     features all have data (no anchoring). The arithmetic is the same as
-    ``_absorb``'s, step for step. Returns None for any other batch.
+    ``_absorb``'s, step for step, with the checks folded into one: a NaN, an
+    infinity or an overflow anywhere makes the variance's sum non-finite.
+    Returns None for any other batch.
     """
     n_samples, n_features = X.shape
+    moments = old.moments
     if (
         n_samples == 0
         or n_samples > block_rows(n_features)
-        or np.count_nonzero(old.moments.weight) != n_features
+        or np.count_nonzero(moments.weight) != n_features
     ):
         return None
-    new, count, finite = _block_moments(X, old.shift, None, nan_aware=False)
-    if not finite:
+    new = _clean_block_moments(X, old.shift, _ONES[:n_samples], float(n_samples))
+    if new is None:
         return None  # _absorb starts again, and calls on_nonfinite
     return StreamState(
         old.shift,
-        merge_moments(old.moments, new),
-        old.count + count,
+        merge_moments(moments, new),
+        old.count + n_samples,
         old.n_rows + n_samples,
     )
+
+
+def _clean_block_moments(
+    X: NDArray, shift: Array, w: Array, weight: float
+) -> Moments | None:
+    """``_block_moments`` of a block with positive weights and total ``weight``,
+    or None if the result is not finite (NaN, infinity or an overflow, which
+    ``_block_moments`` handles)."""
+    # Into a C-ordered array, so that the sums do not depend on X's layout.
+    if X.flags.c_contiguous:
+        d = X - shift
+    else:
+        d = np.subtract(X, shift, out=np.empty(X.shape))
+    mean = np.dot(w, d) / weight
+    d -= mean
+    var = np.dot(w, np.square(d, out=d)) / weight
+    if not math.isfinite(np.add.reduce(var)):
+        return None
+    return Moments(weight, mean, var)
 
 
 @_silent
@@ -615,6 +637,10 @@ def update_momentum(
     instead of blending them. The variance is updated only by batches with
     ``W > 1``, where the unbiased variance is defined.
     """
+    if sample_weight is None and type(X) is np.ndarray:
+        updated = _update_momentum_one_block(old, X, momentum)
+        if updated is not None:
+            return updated
     shift, new, count = _batch_at(
         old.shift, old.mean_updates, X, sample_weight, on_nonfinite
     )
@@ -639,6 +665,40 @@ def update_momentum(
         old.weight + new.weight,
         old.count + count,
         old.n_rows + X.shape[0],
+    )
+
+
+def _update_momentum_one_block(
+    old: EmaState, X: NDArray, momentum: float
+) -> EmaState | None:
+    """``update_momentum`` with fewer steps, for the most common batch.
+
+    That is an unweighted batch of one block and at least two rows, without
+    NaN or infinity, whose features all have both statistics: the same
+    formulas without the selections. Returns None for any other batch.
+    """
+    n_samples, n_features = X.shape
+    if (
+        n_samples < 2
+        or n_samples > block_rows(n_features)
+        or np.count_nonzero(old.var_updates) != n_features
+        or np.count_nonzero(old.mean_updates) != n_features
+    ):
+        return None
+    new = _clean_block_moments(X, old.shift, _ONES[:n_samples], float(n_samples))
+    if new is None:
+        return None
+    batch_var = new.var * (new.weight / (new.weight - 1.0))
+    keep = 1 - momentum
+    return EmaState(
+        old.shift,
+        keep * old.mean + momentum * new.mean,
+        np.maximum(keep * old.var + momentum * batch_var, 0.0),
+        old.mean_updates + 1,
+        old.var_updates + 1,
+        old.weight + new.weight,
+        old.count + n_samples,
+        old.n_rows + n_samples,
     )
 
 

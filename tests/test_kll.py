@@ -381,3 +381,50 @@ def test_batches_smaller_than_the_sketch_size():
         QUANTILES, _kll.sketch_quantiles(sketch, QUANTILES), strict=True
     ):
         assert rank_errors(X_sorted, values, q).max() <= bound
+
+
+# -- the incremental read --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+def test_reads_with_a_cache_equal_reads_without(backend):
+    if backend == "numba":
+        pytest.importorskip("numba", reason="the compiled backend is optional")
+    from sknorm._config import config_context
+
+    rng = np.random.default_rng(11)
+    X = rng.standard_t(3, size=(6000, 3)) * [1, 100, 1e-3]
+    X[rng.random(X.shape) < 0.1] = np.nan
+    X[:2000, 2] = np.nan  # a feature that starts late
+    q = np.array([0.0, 0.1, 0.25, 0.5, 0.75, 1.0])
+    cache = {}
+    sketch = _kll.empty_sketch(3, 32, 5)
+    with config_context(backend=backend):
+        for start in range(0, 6000, 250):
+            sketch = _kll.update_sketch(sketch, X[start : start + 250])
+            cached = _kll.sketch_quantiles(sketch, q, cache=cache)
+            np.testing.assert_array_equal(cached, _kll.sketch_quantiles(sketch, q))
+        # The cache keeps only the current levels, and a merged sketch (new
+        # level arrays) is read right.
+        other = sketch_of(X[::-1], 700, k=32, seed=6)
+        merged = _kll.merge_sketches(sketch, other)
+        np.testing.assert_array_equal(
+            _kll.sketch_quantiles(merged, q, cache=cache),
+            _kll.sketch_quantiles(merged, q),
+        )
+    assert [entry[0] for entry in cache["sorted_levels"]] == list(merged.levels)
+
+
+def test_near_ties_keep_their_exact_order_while_nothing_is_compacted():
+    # Values a few units in the last place apart share the order key that
+    # the read sorts by; their rank among themselves decides which is
+    # returned, so the result is still exactly np.nanquantile.
+    base = np.array([1.0, -3.0, 1e300, 5e-324])
+    X = np.stack([np.nextafter(base, np.inf * s) for s in (1, -1)] + [base] * 3)
+    X = np.vstack([X, X[:, ::-1] + 0.0, X * 2])
+    X[4, 1] = np.nan
+    sketch = _kll.update_sketch(_kll.empty_sketch(4, 64, 0), X)
+    q = np.linspace(0, 1, 21)
+    np.testing.assert_array_equal(
+        _kll.sketch_quantiles(sketch, q), np.nanquantile(X, q, axis=0)
+    )

@@ -410,3 +410,24 @@ def test_learns_in_a_streaming_pipeline():
     accuracy = model.score(X[5000:], y[5000:])
     assert accuracy > 0.75  # Bayes accuracy is 0.84
     assert model[0].n_samples_seen_ == 5000
+
+
+def test_reads_after_every_batch_reuse_sorted_levels_and_are_not_pickled():
+    # What a streaming pipeline does: learn a batch, then transform it.
+    rng = np.random.default_rng(9)
+    X = rng.standard_t(2, size=(4000, 3))
+    streamed = RobustNormalizer(sketch_size=16, random_state=0)
+    for start in range(0, 4000, 200):
+        streamed.partial_fit(X[start : start + 200])
+        out = streamed.transform(X[start : start + 200])
+    cache = streamed._statistics_cache["sorted_levels"]
+    assert [entry[0] for entry in cache["sorted_levels"]] == list(
+        streamed._state.levels
+    )
+    # A copy without the kept sorted levels reads the same statistics.
+    restored = pickle.loads(pickle.dumps(streamed))
+    assert "sorted_levels" not in restored._statistics_cache
+    np.testing.assert_array_equal(restored.center_, streamed.center_)
+    np.testing.assert_array_equal(restored.scale_, streamed.scale_)
+    np.testing.assert_array_equal(restored.transform(X[-200:]), out)
+    assert len(pickle.dumps(streamed)) == len(pickle.dumps(restored))

@@ -116,3 +116,24 @@ def test_feature_without_data_has_nan_statistics():
     mean, var = _stats.state_mean_var(state)
     np.testing.assert_allclose(mean, [5.0, 2.5])
     np.testing.assert_allclose(var, [1.0, 1.25])
+
+
+@pytest.mark.parametrize("momentum", [0.1, 1.0])
+def test_momentum_one_block_shortcut_equals_the_general_update(momentum):
+    rng = np.random.default_rng(6)
+    state = _stats.update_momentum(
+        _stats.empty_ema_state(3), rng.normal(size=(5, 3)) + 1e6, momentum
+    )
+    X = rng.normal(size=(64, 3)) * 3 + 1e6
+    short = _stats._update_momentum_one_block(state, X, momentum)
+    # Unit weights take the general path, with the same arithmetic.
+    general = _stats.update_momentum(state, X, momentum, np.ones(64))
+    assert short is not None
+    for a, b in zip(short, general, strict=True):
+        np.testing.assert_array_equal(a, b)
+    # Not taken when there is something the general update must handle.
+    X[0, 0] = np.nan
+    assert _stats._update_momentum_one_block(state, X, momentum) is None
+    assert _stats._update_momentum_one_block(state, X[:1], momentum) is None
+    fresh = _stats.empty_ema_state(3)
+    assert _stats._update_momentum_one_block(fresh, X[1:], momentum) is None
