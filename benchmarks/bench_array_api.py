@@ -1,8 +1,12 @@
 """BatchNormalizer on PyTorch tensors against torch.nn.BatchNorm1d, and precision.
 
 Table 1 (speed): PyTorch CPU, float32, 64 features, batches of 64 and 65,536
-rows, one thread (``torch.set_num_threads(1)``), scikit-learn's array API
-dispatch on. Contenders, per batch size:
+rows, one thread (``torch.set_num_threads(1)``, and threadpoolctl's limit for
+NumPy's BLAS and OpenMP), scikit-learn's array API dispatch on. CPU tensors
+take sknorm's NumPy code on zero-copy views (the NumPy-views route of
+``sknorm._array_api``), so ``partial_fit(tensor)`` costs what
+``partial_fit(ndarray)`` costs plus the wrapping of the published tensors.
+Contenders, per batch size:
 
 - ``BatchNorm1d train``: the training forward of ``torch.nn.BatchNorm1d``
   under ``torch.no_grad()`` (batch statistics, running-statistics update and
@@ -10,11 +14,14 @@ dispatch on. Contenders, per batch size:
 - ``BatchNorm1d train, autograd``: the same with autograd recording, as in a
   training step;
 - ``partial_fit(tensor)``: ``BatchNormalizer.partial_fit`` on the tensor
-  (float64 accumulation, exact for any batch partition, one device read);
+  (float64 accumulation, exact for any batch partition);
 - ``partial_fit(ndarray)``: the same batch as a NumPy array, for context;
 - ``BatchNorm1d eval``: the evaluation forward under ``no_grad``: the
   reference of ``transform``;
-- ``transform(tensor)``, ``transform(ndarray)``.
+- ``transform(tensor)``, ``transform(ndarray)``;
+- ``transform(tensor), autograd``: a tensor that requires grad, which takes
+  the device route (PyTorch operations) so that the output is
+  differentiable, against ``BatchNorm1d eval`` with autograd recording.
 
 The contenders are interleaved: every round times a block of calls of each
 in turn, so that a change of the shared machine's load hits all alike.
@@ -30,7 +37,8 @@ PyTorch MPS). Errors against the exact statistics of the same float32 data
 is the best a float32 mean can be), the variance's relative.
 
 Run ``python benchmarks/bench_array_api.py`` (about a minute) or ``--quick``
-for a smoke run. Needs PyTorch and array-api-strict.
+for a smoke run; ``SKNORM_BACKEND=numpy`` runs sknorm's NumPy code without the
+compiled kernels. Needs PyTorch and array-api-strict.
 """
 
 from __future__ import annotations
@@ -48,6 +56,7 @@ import numpy as np  # noqa: E402
 import sklearn  # noqa: E402
 import torch  # noqa: E402
 from sklearn.preprocessing import StandardScaler  # noqa: E402
+from threadpoolctl import threadpool_limits  # noqa: E402
 
 from sknorm import BatchNormalizer  # noqa: E402
 from sknorm._compat import to_numpy  # noqa: E402
@@ -78,6 +87,12 @@ def contenders(rows: int, seed: int = 0) -> dict:
         with torch.no_grad():
             return batch_norm(X)
 
+    X_tracked = X.clone().requires_grad_(True)
+
+    def evaluate_autograd():
+        batch_norm.eval()
+        return batch_norm(X_tracked)
+
     return {
         "BatchNorm1d train": ("BatchNorm1d train", train),
         "BatchNorm1d train, autograd": ("BatchNorm1d train", train_autograd),
@@ -89,17 +104,27 @@ def contenders(rows: int, seed: int = 0) -> dict:
         "BatchNorm1d eval": ("BatchNorm1d eval", evaluate),
         "transform(tensor)": ("BatchNorm1d eval", lambda: on_tensors.transform(X)),
         "transform(ndarray)": ("BatchNorm1d eval", lambda: on_arrays.transform(X_np)),
+        "BatchNorm1d eval, autograd": ("BatchNorm1d eval, autograd", evaluate_autograd),
+        "transform(tensor), autograd": (
+            "BatchNorm1d eval, autograd",
+            lambda: on_tensors.transform(X_tracked),
+        ),
     }
 
 
 def time_block(func, calls: int) -> float:
+    # The first call after another contender's pays for the memory that one
+    # left behind (the allocator's state, page faults): it is not timed.
+    func()
     start = time.perf_counter()
     for _ in range(calls):
         func()
     return (time.perf_counter() - start) / calls
 
 
-def speed_table(rows: int, rounds: int, calls: int) -> list[tuple[str, float, float]]:
+def speed_table(
+    rows: int, rounds: int, calls: int
+) -> list[tuple[str, float, float, str]]:
     entries = contenders(rows)
     for _, func in entries.values():  # warm-up
         time_block(func, max(1, calls // 4))
@@ -113,7 +138,12 @@ def speed_table(rows: int, rounds: int, calls: int) -> list[tuple[str, float, fl
             times[name].append(this_round[name])
             ratios[name].append(this_round[name] / this_round[reference])
     return [
-        (name, statistics.median(times[name]), statistics.median(ratios[name]))
+        (
+            name,
+            statistics.median(times[name]),
+            statistics.median(ratios[name]),
+            entries[name][0],
+        )
         for name in entries
     ]
 
@@ -156,19 +186,21 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="a smoke run")
     args = parser.parse_args()
     torch.set_num_threads(1)
+    threadpool_limits(1)
     sklearn.set_config(array_api_dispatch=True)
     print(
         f"Python {platform.python_version()}, torch {torch.__version__}, "
         f"NumPy {np.__version__}, scikit-learn {sklearn.__version__}, "
-        f"{os.cpu_count()} CPUs, torch threads {torch.get_num_threads()}"
+        f"{os.cpu_count()} CPUs, torch threads {torch.get_num_threads()}, "
+        f"SKNORM_BACKEND={os.environ.get('SKNORM_BACKEND', 'auto')}"
     )
     plans = [(64, 3 if args.quick else 15, 20 if args.quick else 400)]
     plans.append((65_536, 3 if args.quick else 9, 1 if args.quick else 4))
     for rows, rounds, calls in plans:
         print(f"\n{rows} rows x {N_FEATURES} features, float32")
-        print(f"{'contender':<30} {'us per call':>12} {'ratio':>7}")
-        for name, seconds, ratio in speed_table(rows, rounds, calls):
-            print(f"{name:<30} {seconds * 1e6:>12.1f} {ratio:>7.2f}")
+        print(f"{'contender':<30} {'us per call':>12} {'ratio':>7}  reference")
+        for name, seconds, ratio, reference in speed_table(rows, rounds, calls):
+            print(f"{name:<30} {seconds * 1e6:>12.1f} {ratio:>7.2f}  {reference}")
     print("\nPrecision of streamed statistics, float32 data, batches of 64 rows")
     print(
         f"{'device':<30} {'offset':>7} {'estimator':<16} "

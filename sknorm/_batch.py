@@ -9,6 +9,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from . import _stats, _xp
+from ._array_api import ArrayAPISupport
 from ._base import StreamingNormalizer, samples_seen
 from ._compat import Interval, _fit_context, to_numpy
 from ._floats import (
@@ -23,7 +24,7 @@ from ._validation import format_indices
 from ._xp import ArrayState
 
 
-class BatchNormalizer(StreamingNormalizer):
+class BatchNormalizer(ArrayAPISupport, StreamingNormalizer):
     r"""Normalize each feature with statistics that stream over mini-batches.
 
     ``transform`` computes, for every feature,
@@ -163,7 +164,10 @@ class BatchNormalizer(StreamingNormalizer):
     ``copy=False`` never writes into an array that requires a gradient.
     ``partial_fit`` reads from the device once (twice for a batch with NaN),
     ``transform`` never, so it does not look for infinity there: an infinite
-    value comes out infinite (or clipped). Later inputs must be of the same
+    value comes out infinite (or clipped). PyTorch tensors on the CPU are
+    computed on by the NumPy code, on zero-copy views (the same numbers as
+    NumPy input; a tensor that requires grad is transformed by PyTorch, so
+    that the output is differentiable). Later inputs must be of the same
     library and device; a checkpoint (pickle, skops) holds NumPy data and
     loads as a NumPy-fitted normalizer. Without dispatch, such arrays are
     converted with ``numpy.asarray`` (float32 stays float32).
@@ -369,12 +373,13 @@ class BatchNormalizer(StreamingNormalizer):
         return X
 
     def _inverse_transform_dense(self, X, out):
+        mean, scale = self._numpy_statistics()
         if out is not X:
             out[...] = X
         if self.with_std:
-            out *= self.scale_.astype(out.dtype)
+            out *= scale.astype(out.dtype)
         if self.with_mean:
-            subtract_in_place(out, -self.mean_)
+            subtract_in_place(out, -mean)
         return out
 
     def _inverse_transform_sparse(self, X):
@@ -397,20 +402,39 @@ class BatchNormalizer(StreamingNormalizer):
         key = (dtype, bool(self.with_mean), bool(self.with_std))
         entry = None if memo is None else memo.get(key)
         if entry is None or entry[0] is not mean or entry[1] is not scale:
+            numpy_mean, numpy_scale = self._numpy_statistics()
             if mean is None or not self.with_mean:
                 center = center_lo = None
             elif dtype == np.float32:
-                center, center_lo = split_float32(mean)
+                center, center_lo = split_float32(numpy_mean)
             else:
-                center, center_lo = mean, None
+                center, center_lo = numpy_mean, None
             inv_scale = (
                 None
                 if scale is None or not self.with_std
-                else (1.0 / scale).astype(dtype)
+                else (1.0 / numpy_scale).astype(dtype)
             )
             entry = (mean, scale, center, center_lo, inv_scale)
             if memo is not None:
                 memo[key] = entry
+        return entry[2:]
+
+    def _numpy_statistics(self):
+        """``(mean_, scale_)`` as NumPy arrays: themselves, or NumPy views of
+        the CPU tensors that the array API path publishes on its NumPy-views
+        route (remembered with the transform constants)."""
+        mean, scale = self.mean_, self.scale_
+        if (mean is None or type(mean) is np.ndarray) and (
+            scale is None or type(scale) is np.ndarray
+        ):
+            return mean, scale
+        memo = self.__dict__.get("_transform_constants")
+        entry = None if memo is None else memo.get("numpy")
+        if entry is None or entry[0] is not mean or entry[1] is not scale:
+            views = tuple(None if a is None else to_numpy(a) for a in (mean, scale))
+            entry = (mean, scale, *views)
+            if memo is not None:
+                memo["numpy"] = entry
         return entry[2:]
 
     def __setstate__(self, state):
@@ -418,9 +442,7 @@ class BatchNormalizer(StreamingNormalizer):
         if "_state" in self.__dict__:
             self._transform_constants = {}
 
-    # -- array API hooks of StreamingNormalizer ---------------------------------
-
-    _array_api_support = True
+    # -- array API hooks (device route, see sknorm._array_api) -----------------
 
     def _empty_array_stats(self, space, n_features):
         if isinstance(self._checked_settings(), MomentumMode):

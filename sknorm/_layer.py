@@ -11,10 +11,11 @@ from sklearn import get_config
 from sklearn.utils import check_array
 
 from . import _rowstats, _xp
+from ._array_api import ArrayAPISupport, is_array_api_input, numpy_from_array_api
 from ._base import StreamingNormalizer
 from ._compat import Interval, _fit_context, move_to, to_numpy
 from ._rowstats import GroupStats
-from ._validation import FLOAT_DTYPES, is_array_api_input, numpy_from_array_api
+from ._validation import FLOAT_DTYPES
 
 
 def check_n_groups(n_features: int, n_groups: int) -> None:
@@ -31,7 +32,7 @@ def check_n_groups(n_features: int, n_groups: int) -> None:
         )
 
 
-class _RowNormalizer(StreamingNormalizer):
+class _RowNormalizer(ArrayAPISupport, StreamingNormalizer):
     """Shared hooks of LayerNormalizer and GroupNormalizer.
 
     Nothing is learned but the width of X: the state is the number of rows
@@ -124,9 +125,9 @@ class _RowNormalizer(StreamingNormalizer):
     def _transform_sparse(self, X):
         return self._normalize(X)[0]
 
-    # Array API: nothing is learned but the width, which stays on the host;
-    # transform computes every statistic on X's device.
-    _array_api_support = True
+    # Array API (device route, see sknorm._array_api): nothing is learned but
+    # the width, which stays on the host; transform computes every statistic
+    # on X's device.
 
     def _empty_array_stats(self, space, n_features):
         return 0
@@ -147,7 +148,12 @@ class _RowNormalizer(StreamingNormalizer):
 
     def _normalize(self, X):
         if is_array_api_input(X):
-            return self._normalize_array(self._state.space, X)
+            space = self._state.space
+            views = space.numpy_views
+            if views is None or getattr(X, "requires_grad", False):
+                return self._normalize_array(space, X)
+            X_tr, stats = self._normalize(views.to_numpy(X))
+            return views.from_numpy(X_tr), GroupStats(*map(views.from_numpy, stats))
         check_n_groups(X.shape[1], self._n_groups())
         n_groups = self._n_groups()
         if sp.issparse(X):

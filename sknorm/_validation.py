@@ -13,9 +13,6 @@ import scipy.sparse as sp
 from sklearn import get_config
 from sklearn.utils import assert_all_finite
 
-from ._compat import array_namespace, is_array_api_obj, move_to
-from ._xp import ArrayState
-
 # The dtypes the normalizers compute in; anything else is converted to float64.
 FLOAT_DTYPES = (np.float64, np.float32)
 _NATIVE_FLOAT_DTYPES = (np.dtype(np.float64), np.dtype(np.float32))
@@ -26,9 +23,9 @@ def is_plain_batch(estimator, X) -> bool:
 
     That is a non-empty 2-D float64/float32 ndarray of native byte order with
     as many columns as the fitted estimator saw, which was not fitted with
-    feature names (an ndarray would then warn) and keeps its statistics on
-    NumPy. Such a batch can skip ``validate_data``, whose overhead dominates
-    calls on small batches; every other input goes through it.
+    feature names (an ndarray would then warn). Such a batch can skip
+    ``validate_data``, whose overhead dominates calls on small batches; every
+    other input goes through it.
     """
     attrs = estimator.__dict__
     return (
@@ -38,51 +35,7 @@ def is_plain_batch(estimator, X) -> bool:
         and X.shape[0] > 0
         and X.shape[1] == attrs.get("n_features_in_")
         and "feature_names_in_" not in attrs
-        and type(attrs.get("_state")) is not ArrayState
     )
-
-
-def plain_array_api(estimator, X, space) -> bool:
-    """:func:`is_plain_batch` for an array of another namespace: a non-empty
-    2-D array of a float dtype kept on its device, of the fitted width, on
-    the namespace and device of the statistics (``space``), for an estimator
-    fitted without feature names."""
-    attrs = estimator.__dict__
-    return (
-        space.holds(X)
-        and X.ndim == 2
-        and X.shape[0] > 0
-        and X.shape[1] == attrs.get("n_features_in_")
-        and X.dtype in space.input_dtypes
-        and "feature_names_in_" not in attrs
-    )
-
-
-def is_array_api_input(X) -> bool:
-    """True for an array of an array API library other than NumPy (a PyTorch
-    tensor, a CuPy or array-api-strict array, ...); dask collections, which
-    sknorm fits block by block, are not."""
-    return (
-        not isinstance(X, np.ndarray | np.generic)
-        and not sp.issparse(X)
-        and is_array_api_obj(X)
-        and not is_dask_collection(X)
-    )
-
-
-def numpy_from_array_api(X) -> np.ndarray:
-    """X (an array of another library) as NumPy, as scikit-learn converts it
-    without array API dispatch, keeping its dtype (float32 stays float32)."""
-    try:
-        return np.asarray(X)
-    except Exception as exc:  # each library raises its own type
-        raise TypeError(
-            f"Could not convert X (a {type(X).__module__.split('.')[0]}."
-            f"{type(X).__name__}) to a NumPy array: {exc} Turn on array API "
-            "dispatch to normalize it where it is (sklearn.set_config("
-            "array_api_dispatch=True), with the environment variable "
-            "SCIPY_ARRAY_API=1), or convert it to NumPy first."
-        ) from exc
 
 
 def plain_array(estimator, X) -> np.ndarray | None:
@@ -186,45 +139,12 @@ def check_sample_weight(sample_weight, n_samples: int) -> np.ndarray | None:
     return w
 
 
-def check_array_sample_weight(sample_weight, n_samples: int, space):
-    """``sample_weight`` for a batch of another namespace, and its report.
-
-    Returns the weights as an array of ``space`` (its namespace, device and
-    float dtype) and a report of 0-d device arrays (see
-    :func:`sknorm._xp.read_report`): ``bad_weights`` (NaN, infinite or
-    negative; :func:`check_sample_weight` then says which) and
-    ``positive_weight``. Weights on the host are checked here, with the
-    messages of :func:`check_sample_weight`; shape and dtype always are.
-    """
-    xp, device = space.xp, space.device
-    if not is_array_api_obj(sample_weight) or isinstance(sample_weight, np.ndarray):
-        w = check_sample_weight(sample_weight, n_samples)
-        report = {"positive_weight": int(bool(w.any()))}
-        return xp.asarray(w, dtype=space.dtype, device=device), report
-    w_xp = array_namespace(sample_weight)
-    if not w_xp.isdtype(sample_weight.dtype, ("bool", "integral", "real floating")):
-        raise TypeError(
-            f"sample_weight must contain real numbers, got dtype "
-            f"{sample_weight.dtype}; convert it to a float array."
-        )
-    if sample_weight.ndim != 1:
-        raise ValueError(
-            f"sample_weight must be 1-D of shape ({n_samples},), "
-            f"got shape {tuple(sample_weight.shape)}; pass one weight per row of X."
-        )
-    if sample_weight.shape[0] != n_samples:
-        raise ValueError(
-            f"sample_weight has {sample_weight.shape[0]} values but X has "
-            f"{n_samples} rows; pass one weight per row of X."
-        )
-    if getattr(sample_weight, "requires_grad", False):
-        sample_weight = sample_weight.detach()
-    w = xp.astype(move_to(sample_weight, xp, device), space.dtype)
-    report = {
-        "bad_weights": xp.any(~xp.isfinite(w) | (w < 0)),
-        "positive_weight": xp.any(w > 0),
-    }
-    return w, report
+def all_zero_weights_error() -> ValueError:
+    """The error for a fit whose sample weights are all zero."""
+    return ValueError(
+        "All sample weights are zero: fit has nothing to learn from. Give at "
+        "least one sample a positive weight."
+    )
 
 
 def check_no_infinity(X) -> None:

@@ -33,11 +33,18 @@ Synchronisation. Nothing here converts a device array to a Python value,
 except :func:`read_report`: an update returns, next to its state, a *report*
 of 0-d device arrays (is everything finite, did a statistic overflow, ...)
 that the caller reads in one transfer and acts on.
+
+NumPy views. A :class:`Space` whose arrays are NumPy memory under another
+type (PyTorch on the CPU) carries :class:`NumpyViews`: zero-copy conversions
+both ways, with which :mod:`sknorm._array_api` computes there with the NumPy
+functions instead of these (see :func:`numpy_views`).
 """
 
 from __future__ import annotations
 
+import functools
 import math
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from ._compat import array_device, array_namespace, real_float_dtypes, to_numpy
@@ -45,8 +52,10 @@ from ._stats import EmaState, Moments, StreamState, block_rows
 
 __all__ = [
     "Space",
+    "NumpyViews",
     "ArrayState",
     "space_of",
+    "numpy_views",
     "read_report",
     "empty_stream_state",
     "empty_ema_state",
@@ -73,6 +82,16 @@ __all__ = [
 ]
 
 
+class NumpyViews(NamedTuple):
+    """Zero-copy conversions between a namespace's arrays on one device and
+    NumPy arrays: ``to_numpy(X)`` is an ndarray on X's memory (X's values
+    only: no autograd history), ``from_numpy(a)`` an array of the namespace
+    on ``a``'s memory. Writing into either changes the other."""
+
+    to_numpy: Callable[[Any], Any]
+    from_numpy: Callable[[Any], Any]
+
+
 class Space(NamedTuple):
     """Where an estimator's statistics live, and in which float dtype.
 
@@ -80,9 +99,10 @@ class Space(NamedTuple):
     dtype of the accumulation (float64 where the device has it, else
     float32), ``input_dtypes`` the float dtypes that input keeps (others are
     converted to the first), ``array_type`` the type of the arrays, which
-    recognizes a batch of the same library cheaply, and ``host_memory``
+    recognizes a batch of the same library cheaply, ``host_memory``
     whether the device is the CPU (where batches are processed in blocks of
-    rows that stay in a cache).
+    rows that stay in a cache) and ``numpy_views`` the :class:`NumpyViews`
+    of the space, or None (see :func:`numpy_views`).
     """
 
     xp: Any
@@ -91,6 +111,7 @@ class Space(NamedTuple):
     input_dtypes: tuple
     array_type: type
     host_memory: bool = False
+    numpy_views: NumpyViews | None = None
 
     @property
     def compensated(self) -> bool:
@@ -106,10 +127,21 @@ class Space(NamedTuple):
 
     def holds(self, X) -> bool:
         """Whether X is an array of this namespace on this device."""
-        return type(X) is self.array_type and array_device(X) == self.device
+        if type(X) is not self.array_type:
+            return False
+        # The standard's ``device`` attribute answers for most libraries, at
+        # a tenth of the cost of the compatibility layer's function.
+        device = getattr(X, "device", None)
+        return device == self.device or array_device(X) == self.device
 
     def same_as(self, other: Space) -> bool:
-        return self.xp is other.xp and self.device == other.device
+        """Whether ``other`` is this space: same namespace, device and form
+        of the statistics (NumPy views or not)."""
+        return (
+            self.xp is other.xp
+            and self.device == other.device
+            and (self.numpy_views is None) == (other.numpy_views is None)
+        )
 
 
 class ArrayState(NamedTuple):
@@ -131,7 +163,39 @@ def space_of(X) -> Space:
     device = array_device(X)
     dtypes = real_float_dtypes(xp, device)
     host_memory = "array_api_strict" in xp.__name__ or str(device).startswith("cpu")
-    return Space(xp, device, dtypes[0], dtypes, type(X), host_memory)
+    views = numpy_views(xp, device)
+    return Space(xp, device, dtypes[0], dtypes, type(X), host_memory, views)
+
+
+def numpy_views(xp, device) -> NumpyViews | None:
+    """The :class:`NumpyViews` of ``xp`` arrays on ``device``, or None.
+
+    Only PyTorch's CPU tensors have them: ``tensor.numpy()`` and
+    ``torch.from_numpy`` share memory both ways, writable, for well under a
+    microsecond, while every PyTorch operation costs microseconds, which is
+    what makes small batches slow here. No generic DLPack route
+    (``np.from_dlpack``, ``xp.from_dlpack``) is taken: the standard promises
+    neither a zero-copy nor a writable import. array-api-strict's CPU arrays
+    are NumPy memory too, but that library exists to check that the code
+    here keeps to the standard, and speed does not matter there.
+    """
+    if "torch" not in xp.__name__ or getattr(device, "type", None) != "cpu":
+        return None
+    return _torch_views()
+
+
+@functools.cache
+def _torch_views() -> NumpyViews:
+    import torch  # already imported: a tensor brought us here
+
+    def to_numpy(X):
+        return (X.detach() if X.requires_grad else X).numpy()
+
+    def from_numpy(a):
+        # A read-only array would make PyTorch warn (tensors are writable).
+        return torch.from_numpy(a if a.flags.writeable else a.copy())
+
+    return NumpyViews(to_numpy, from_numpy)
 
 
 def read_report(report: dict) -> dict:

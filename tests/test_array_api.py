@@ -3,14 +3,17 @@
 Every namespace and device runs where it exists and is skipped with the
 reason otherwise: array-api-strict's CPU device, ``device1`` and
 ``no_float64`` (a device without float64, like PyTorch's MPS), PyTorch on
-cpu/cuda/xpu/mps and CuPy. References are the NumPy path on the same data
-(itself tested against StandardScaler and brute force) and, for the float32
-accumulation, np.longdouble.
+cpu/cuda/xpu/mps and CuPy. PyTorch's CPU tensors run twice: on their own
+route (the NumPy code on zero-copy views) and forced onto the device route
+(``torch-cpu-on_device``), which then stands in for a GPU. References are the
+NumPy path on the same data (itself tested against StandardScaler and brute
+force) and, for the float32 accumulation, np.longdouble.
 """
 
 import copy
 import gc
 import pickle
+import tracemalloc
 import warnings
 
 import numpy as np
@@ -21,6 +24,7 @@ from sklearn.linear_model import Ridge
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+import sknorm._xp
 from sknorm import (
     BatchNormalizer,
     GroupNormalizer,
@@ -51,28 +55,36 @@ pytestmark = pytest.mark.skipif(
     reason=f"scikit-learn's array API dispatch is unavailable: {_NO_DISPATCH}",
 )
 
-# Namespace and device of the arrays; a device that is absent is skipped.
+# Namespace and device of the arrays (and the route, for CPU tensors); a
+# device that is absent is skipped.
 PLACES = [
     ("array_api_strict", "CPU_DEVICE"),
     ("array_api_strict", "device1"),
     ("array_api_strict", "no_float64"),
     ("torch", "cpu"),
+    ("torch", "cpu", "on_device"),
     ("torch", "cuda"),
     ("torch", "xpu"),
     ("torch", "mps"),
     ("cupy", None),
 ]
-PLACE_IDS = [f"{name}-{device}" for name, device in PLACES]
+PLACE_IDS = ["-".join(str(part) for part in place) for place in PLACES]
 MODES = [{}, {"momentum": 0.2}, {"half_life": 40.0}]
 MODE_IDS = ["exact", "momentum", "half_life"]
+
+
+def keep_on_the_device(monkeypatch):
+    """Send CPU tensors on the device route, as on a GPU (see sknorm._xp)."""
+    monkeypatch.setattr(sknorm._xp, "numpy_views", lambda xp, device: None)
 
 
 class Place:
     """Arrays of one namespace on one device, made from NumPy."""
 
-    def __init__(self, name, device_name):
+    def __init__(self, name, device_name, route=None):
         self.name = name
         self.device_name = device_name
+        self.route = route
         if name == "array_api_strict":
             module = pytest.importorskip("array_api_strict")
             known = [str(d) for d in module.__array_namespace_info__().devices()]
@@ -124,8 +136,25 @@ def _skip_absent_torch_device(torch, device_name):
 
 
 @pytest.fixture(params=PLACES, ids=PLACE_IDS)
-def place(request):
-    return Place(*request.param)
+def place(request, monkeypatch):
+    place = Place(*request.param)
+    if place.route == "on_device":
+        keep_on_the_device(monkeypatch)
+    return place
+
+
+@pytest.fixture(params=["numpy_views", "on_device"])
+def cpu_route(request, monkeypatch):
+    """The route of PyTorch's CPU tensors: their own, or the device route."""
+    if request.param == "on_device":
+        keep_on_the_device(monkeypatch)
+    return request.param
+
+
+@pytest.fixture
+def on_device(monkeypatch):
+    """CPU tensors on the device route, standing in for a GPU's."""
+    keep_on_the_device(monkeypatch)
 
 
 @pytest.fixture
@@ -185,6 +214,12 @@ def assert_statistics_close(est, ref, rtol):
 
 def as_numpy(value):
     return value if isinstance(value, int) else to_numpy(value)
+
+
+def test_only_pytorch_cpu_tensors_take_numpy_views(place):
+    views = sknorm._xp.space_of(place(np.ones((2, 2)))).numpy_views
+    takes_views = place.name == "torch" and place.device_name == "cpu"
+    assert (views is not None) == (takes_views and place.route is None)
 
 
 # -- BatchNormalizer: the statistics --------------------------------------------------
@@ -578,7 +613,7 @@ def _torch():
     return pytest.importorskip("torch")
 
 
-def test_statistics_never_keep_autograd_history(dispatch):
+def test_statistics_never_keep_autograd_history(dispatch, cpu_route):
     torch = _torch()
     X = torch.randn(32, 8, dtype=torch.float32, requires_grad=True)
     est = BatchNormalizer().partial_fit(X)
@@ -588,7 +623,12 @@ def test_statistics_never_keep_autograd_history(dispatch):
         if i in (999, 9_999):
             gc.collect()
             rss.append(_resident_bytes())
-    tensors = [*est._state.stats.moments, est._state.stats.shift, est.mean_, est.scale_]
+    # The state: tensors on the device route, NumPy arrays (which cannot hold
+    # a history) on the NumPy-views route; the published statistics: tensors.
+    state = [*est._state.stats.moments, est._state.stats.shift]
+    state_type = np.ndarray if cpu_route == "numpy_views" else torch.Tensor
+    assert all(type(a) is state_type for a in state)
+    tensors = [t for t in state if type(t) is torch.Tensor] + [est.mean_, est.scale_]
     assert all(not t.requires_grad and t.grad_fn is None for t in tensors)
     # A history kept by the statistics would grow by several KB per call.
     assert rss[1] - rss[0] < 8 * 2**20
@@ -637,7 +677,9 @@ def test_layer_norm_gradient_equals_pytorch(dispatch):
 
 # Tensor methods and functions that move a value to the host (a device
 # synchronisation on a GPU). TorchFunctionMode sees every one of them, on any
-# device, so the count holds on the CPU too.
+# device, so the count of CPU tensors on the device route stands for a GPU's.
+# On their own route, CPU tensors are read only through ``numpy``, which
+# makes a zero-copy view and reads nothing.
 _SYNCING = {
     "__bool__", "__int__", "__float__", "__index__", "__complex__", "__array__",
     "item", "tolist", "numpy", "cpu", "nonzero", "argwhere", "masked_select",
@@ -683,7 +725,9 @@ def test_the_sync_counter_sees_host_transfers(count_syncs):
 
 
 @pytest.mark.parametrize("mode", MODES, ids=MODE_IDS)
-def test_one_sync_per_partial_fit_none_per_transform(dispatch, count_syncs, mode):
+def test_one_sync_per_partial_fit_none_per_transform(
+    dispatch, on_device, count_syncs, mode
+):
     torch = _torch()
     X = torch.randn(64, 16, dtype=torch.float32)
     est = BatchNormalizer(clip=2.0, **mode).fit(X)
@@ -700,7 +744,9 @@ def test_one_sync_per_partial_fit_none_per_transform(dispatch, count_syncs, mode
         assert len(counter.syncs) == limit, counter.syncs
 
 
-def test_a_batch_with_missing_values_costs_one_more_sync(dispatch, count_syncs):
+def test_a_batch_with_missing_values_costs_one_more_sync(
+    dispatch, on_device, count_syncs
+):
     torch = _torch()
     X = torch.randn(64, 16)
     est = BatchNormalizer().fit(X)
@@ -710,7 +756,7 @@ def test_a_batch_with_missing_values_costs_one_more_sync(dispatch, count_syncs):
     assert len(counter.syncs) == 2
 
 
-def test_row_normalizers_transform_without_sync(dispatch, count_syncs):
+def test_row_normalizers_transform_without_sync(dispatch, on_device, count_syncs):
     torch = _torch()
     X = torch.randn(64, 16)
     est = GroupNormalizer(n_groups=4).fit(X)
@@ -721,6 +767,76 @@ def test_row_normalizers_transform_without_sync(dispatch, count_syncs):
     with count_syncs() as counter:
         est.partial_fit(X)
     assert len(counter.syncs) == 1  # the infinity check
+
+
+@pytest.mark.parametrize("mode", MODES, ids=MODE_IDS)
+def test_cpu_tensors_are_read_only_through_numpy_views(dispatch, count_syncs, mode):
+    torch = _torch()
+    X = torch.randn(64, 16, dtype=torch.float32)
+    X[3, 4] = float("nan")
+    est = BatchNormalizer(clip=2.0, **mode).fit(X)
+    group = GroupNormalizer(n_groups=4).fit(X)
+    for call in [
+        lambda: est.partial_fit(X),
+        lambda: est.partial_fit(X.to(torch.float16)),
+        lambda: est.partial_fit(X, sample_weight=torch.ones(64)),
+        lambda: est.transform(X),
+        lambda: est.inverse_transform(X),
+        lambda: est.transform(X.to(torch.float16)),
+        lambda: group.partial_fit(X),
+        lambda: group.transform(X, return_stats=True),
+    ]:
+        with count_syncs() as counter:
+            call()
+        assert counter.syncs and set(counter.syncs) == {"numpy"}, counter.syncs
+
+
+@pytest.mark.parametrize("mode", MODES, ids=MODE_IDS)
+def test_cpu_tensors_learn_on_numpy_views_and_publish_fresh_tensors(dispatch, mode):
+    torch = _torch()
+    parts = batches(seed=16)
+    est, ref = BatchNormalizer(**mode), BatchNormalizer(**mode)
+    for X in parts[:3]:
+        est.partial_fit(torch.asarray(X, dtype=torch.float32))
+        ref.partial_fit(X.astype(np.float32))
+    # The state is the NumPy path's, and no published tensor shares its memory.
+    assert type(est._state.stats) is type(ref._state)
+    state = [a for a in est._state.stats if isinstance(a, np.ndarray)]
+    state += [a for a in getattr(est._state.stats, "moments", ()) if a is not None]
+    published = [est.mean_, est.var_, est.scale_, est.weight_sum_]
+    assert all(type(t) is torch.Tensor and t.dtype == torch.float64 for t in published)
+    for tensor in published:
+        assert not any(np.shares_memory(tensor.numpy(), a) for a in state)
+    # Writing into them changes nothing that is learned next.
+    for tensor in published:
+        tensor += 100.0
+    for X in parts[3:]:
+        est.partial_fit(torch.asarray(X, dtype=torch.float32))
+        ref.partial_fit(X.astype(np.float32))
+    for key in ("mean_", "var_", "scale_", "weight_sum_"):
+        np.testing.assert_array_equal(getattr(est, key).numpy(), getattr(ref, key))
+
+
+def test_cpu_tensors_are_never_copied_to_numpy(dispatch):
+    # A copy made with NumPy would show in tracemalloc (PyTorch's own memory
+    # does not): partial_fit and transform must work on views.
+    torch = _torch()
+    X = torch.randn(100_000, 64, dtype=torch.float32) * 3 + 1e3
+    est = BatchNormalizer().partial_fit(X[:10])
+    tracemalloc.start()
+    try:
+        est.partial_fit(X)
+        learning = tracemalloc.get_traced_memory()[1]
+        tracemalloc.reset_peak()
+        out = est.transform(X)
+        transforming = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert learning <= 0.1 * X.numpy().nbytes, learning
+    # transform allocates its output (with NumPy), and nothing more.
+    assert transforming <= 1.1 * X.numpy().nbytes, transforming
+    expected = BatchNormalizer().partial_fit(X[:10].numpy()).partial_fit(X.numpy())
+    np.testing.assert_array_equal(out.numpy(), expected.transform(X.numpy()))
 
 
 def test_cuda_partial_fit_synchronises_once():
