@@ -10,13 +10,12 @@ import scipy.sparse as sp
 
 from . import _stats, _xp
 from ._array_api import ArrayAPISupport
-from ._base import StreamingNormalizer, samples_seen
+from ._base import StreamingNormalizer
 from ._compat import Interval, _fit_context, to_numpy
 from ._floats import (
+    denormalize_columns,
     normalize_columns,
-    scale_from_var,
     split_float32,
-    subtract_in_place,
 )
 from ._modes import ExactMode, HalfLifeMode, MomentumMode, statistics_mode
 from ._modes import state_from_dict as _mode_state_from_dict
@@ -319,17 +318,17 @@ class BatchNormalizer(ArrayAPISupport, StreamingNormalizer):
 
     def _fitted_attributes(self, state) -> dict:
         mode = self._checked_settings()
-        mean, var = mode.mean_var(state)
-        # One sum answers for the common case; NaN (no data yet) or a huge
-        # variance sends it to the exact per-feature test.
-        if not np.isfinite(np.add.reduce(var)):
+        published = mode.publish(state, self.eps)
+        # NaN (no data yet) or a huge variance sends it to the exact
+        # per-feature test.
+        if not published.finite:
             _raise_if_overflowed(mode.overflowed(state))
         return {
-            "n_samples_seen_": samples_seen(mode.count(state)),
-            "mean_": mean if (self.with_mean or self.with_std) else None,
-            "var_": var if self.with_std else None,
-            "scale_": scale_from_var(var, self.eps) if self.with_std else None,
-            "weight_sum_": mode.weight(state).copy(),
+            "n_samples_seen_": published.samples_seen,
+            "mean_": published.mean if (self.with_mean or self.with_std) else None,
+            "var_": published.var if self.with_std else None,
+            "scale_": published.scale if self.with_std else None,
+            "weight_sum_": published.weight,
             "_transform_constants": {},  # filled by transform
         }
 
@@ -374,13 +373,12 @@ class BatchNormalizer(ArrayAPISupport, StreamingNormalizer):
 
     def _inverse_transform_dense(self, X, out):
         mean, scale = self._numpy_statistics()
-        if out is not X:
-            out[...] = X
-        if self.with_std:
-            out *= scale.astype(out.dtype)
-        if self.with_mean:
-            subtract_in_place(out, -mean)
-        return out
+        return denormalize_columns(
+            X,
+            out,
+            scale if self.with_std else None,
+            mean if self.with_mean else None,
+        )
 
     def _inverse_transform_sparse(self, X):
         if self.scale_ is not None:

@@ -29,6 +29,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from . import _stats
+from ._base import samples_seen
 from ._config import compiled_kernels, kernels_for
 from ._floats import scale_from_var
 from ._stats import EmaState, Moments, StreamState
@@ -96,17 +97,12 @@ class StatisticsMode:
         if kernels is not None:
             return Published(*kernels.publish(state, eps))
         mean, var = self.mean_var(state)
-        count = self.count(state)
-        if count.size and not np.count_nonzero(count - count[0]):
-            samples_seen = int(count[0])
-        else:
-            samples_seen = np.array(count, dtype=np.int64)
         return Published(
             mean,
             var,
             scale_from_var(var, eps),
             self.weight(state).copy(),
-            samples_seen,
+            samples_seen(self.count(state)),
             math.isfinite(np.add.reduce(var)),
         )
 

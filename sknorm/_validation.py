@@ -6,6 +6,7 @@ wrong and what to do about it.
 
 from __future__ import annotations
 
+import math
 import numbers
 
 import numpy as np
@@ -155,10 +156,10 @@ def check_no_infinity(X) -> None:
     """
     if get_config()["assume_finite"]:
         return
-    data = X.data if sp.issparse(X) else X
+    data = X if type(X) is np.ndarray else X.data if sp.issparse(X) else X
     # One reduction answers for the common all-finite case.
     with np.errstate(over="ignore", invalid="ignore"):
-        if np.isfinite(np.sum(data)):
+        if math.isfinite(np.add.reduce(data, axis=None)):
             return
     bad = np.isinf(data)
     if not bad.any():
