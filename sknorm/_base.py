@@ -70,13 +70,14 @@ import numpy as np
 import scipy.sparse as sp
 from sklearn import get_config
 from sklearn.base import BaseEstimator, OneToOneFeatureMixin, TransformerMixin
+from sklearn.utils import check_random_state
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._array_api import to_numpy_input
 from ._atomic import check_mergeable, unchanged_on_error
 from ._checkpoint import dump_estimator_state, load_estimator_state
-from ._compat import validate_params
+from ._compat import _fit_context, validate_params
 from ._validation import (
     FLOAT_DTYPES,
     all_zero_weights_error,
@@ -86,7 +87,7 @@ from ._validation import (
     plain_array,
 )
 
-__all__ = ["SparseCenteringError", "StreamingNormalizer", "samples_seen"]
+__all__ = ["SparseCenteringError", "StreamingNormalizer", "part_seed", "samples_seen"]
 
 
 class SparseCenteringError(ValueError, TypeError):
@@ -106,6 +107,21 @@ def samples_seen(count: np.ndarray) -> int | np.ndarray:
     if count.size and not np.count_nonzero(count - count[0]):
         return int(count[0])
     return np.array(count, dtype=np.int64)
+
+
+def part_seed(random_state, block: int | None = None) -> int:
+    """A seed for the random choices of one state, from ``random_state``.
+
+    ``block`` numbers the parts of a parallel (Dask) fit: each part draws
+    its own seed, derived from the estimator's and its number, so parts do
+    not share coins and a fixed ``random_state`` and partition give the same
+    result every time.
+    """
+    generator = check_random_state(random_state)
+    seed = int(generator.randint(np.iinfo(np.int64).max, dtype=np.int64))
+    if block is not None:
+        seed = int(np.random.SeedSequence([seed, block]).generate_state(1)[0])
+    return seed
 
 
 _PARAM_NAMES: dict[type, frozenset] = {}
@@ -247,6 +263,44 @@ class StreamingNormalizer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator)
         return True
 
     # -- learning ---------------------------------------------------------------
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y=None):
+        """Learn from all of X, forgetting what was learned before.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            The data. NaN marks a missing value.
+        y : None
+            Ignored.
+
+        Returns
+        -------
+        self : object
+            Fitted estimator.
+        """
+        return self._fit(X)
+
+    def partial_fit(self, X, y=None):
+        """Learn from one more batch of the stream.
+
+        The first call starts the stream. If it raises, the fitted state is
+        left exactly as it was.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            The batch. NaN marks a missing value.
+        y : None
+            Ignored.
+
+        Returns
+        -------
+        self : object
+            Updated estimator.
+        """
+        return self._partial_fit(X)
 
     def _fit(self, X, sample_weight=None):
         """``fit``: forget, then learn X (in batches if the estimator asks)."""

@@ -26,7 +26,7 @@ from ._compat import (
     transform_one,
 )
 from ._pipeline import _name_steps
-from ._rollback import RollbackJournal, run_with_rollback
+from ._rollback import all_or_nothing, run_with_rollback
 from ._steps import (
     FITS_ONCE,
     LEARNS,
@@ -508,13 +508,7 @@ class StreamingFeatureUnion(FeatureUnion):
         self : StreamingFeatureUnion
             The fitted union.
         """
-        journal = RollbackJournal(guard=False)
-        journal.record_everything(self)
-        try:
-            return super().fit(X, y, **params)
-        except BaseException:
-            journal.restore()
-            raise
+        return all_or_nothing(self, super().fit, X, y, **params)
 
     def fit_transform(self, X, y=None, **params):
         """Fit every transformer on X and transform it, as FeatureUnion does.
@@ -535,13 +529,7 @@ class StreamingFeatureUnion(FeatureUnion):
         X_t : ndarray, sparse matrix or dataframe
             The outputs of the transformers, side by side.
         """
-        journal = RollbackJournal(guard=False)
-        journal.record_everything(self)
-        try:
-            return super().fit_transform(X, y, **params)
-        except BaseException:
-            journal.restore()
-            raise
+        return all_or_nothing(self, super().fit_transform, X, y, **params)
 
 
 def make_streaming_union(

@@ -9,16 +9,14 @@ from typing import NamedTuple
 
 import numpy as np
 from numpy.typing import NDArray
-from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 from sklearn.utils.validation import validate_data as _validate_data
 
 from . import _kll, _stats
-from ._base import StreamingNormalizer
+from ._base import StreamingNormalizer, part_seed
 from ._compat import (
     Interval,
     StrOptions,
-    _fit_context,
     check_feature_names_in,
     missing_values_constraint,
 )
@@ -289,43 +287,6 @@ class StreamingImputer(StreamingNormalizer):
         self.sketch_size = sketch_size
         self.random_state = random_state
 
-    @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y=None):
-        """Learn the imputation values from X, forgetting earlier data.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-            The data; ``missing_values`` marks what is missing.
-        y : None
-            Ignored.
-
-        Returns
-        -------
-        self : StreamingImputer
-            Fitted imputer.
-        """
-        return self._fit(X)
-
-    def partial_fit(self, X, y=None):
-        """Update the imputation values with one batch.
-
-        If it raises, the imputer is left exactly as it was.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-            The batch; ``missing_values`` marks what is missing.
-        y : None
-            Ignored.
-
-        Returns
-        -------
-        self : StreamingImputer
-            Updated imputer.
-        """
-        return self._partial_fit(X)
-
     # -- hooks of StreamingNormalizer ----------------------------------------
 
     def _settings(self) -> dict:
@@ -338,14 +299,7 @@ class StreamingImputer(StreamingNormalizer):
         if self.strategy == "mean":
             summary = _stats.empty_stream_state(n_features)
         elif self.strategy == "median":
-            seed = int(
-                check_random_state(self.random_state).randint(
-                    np.iinfo(np.int64).max, dtype=np.int64
-                )
-            )
-            if block is not None:
-                # Each part of a parallel fit draws its own coins.
-                seed = int(np.random.SeedSequence([seed, block]).generate_state(1)[0])
+            seed = part_seed(self.random_state, block)
             summary = _kll.empty_sketch(n_features, self.sketch_size, seed)
         elif self.strategy == "most_frequent":
             empty = np.empty(0)

@@ -13,7 +13,7 @@ from sklearn.utils import check_array
 from . import _rowstats, _xp
 from ._array_api import ArrayAPISupport, is_array_api_input, numpy_from_array_api
 from ._base import StreamingNormalizer
-from ._compat import Interval, _fit_context, move_to, to_numpy
+from ._compat import Interval, move_to, to_numpy
 from ._rowstats import GroupStats
 from ._validation import FLOAT_DTYPES
 
@@ -52,49 +52,6 @@ class _RowNormalizer(ArrayAPISupport, StreamingNormalizer):
         raise NotImplementedError
 
     # -- fitting ------------------------------------------------------------
-
-    @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y=None):
-        """Check X and record its number of features (and their names).
-
-        Nothing else is learned: every row is normalized with its own
-        statistics by :meth:`transform`.
-
-        Parameters
-        ----------
-        X : {array-like, sparse matrix} of shape (n_samples, n_features)
-            The data. NaN marks a missing value. Sparse input needs
-            ``with_mean=False``.
-        y : None
-            Ignored.
-
-        Returns
-        -------
-        self : object
-            Fitted normalizer.
-        """
-        return self._fit(X)
-
-    def partial_fit(self, X, y=None):
-        """Check one batch, as :meth:`fit` does, so that the normalizer streams.
-
-        The first call records the number of features (and their names); later
-        calls check that the batch has the same. If it raises, the fitted state
-        is left exactly as it was.
-
-        Parameters
-        ----------
-        X : {array-like, sparse matrix} of shape (n_samples, n_features)
-            The batch. NaN marks a missing value.
-        y : None
-            Ignored.
-
-        Returns
-        -------
-        self : object
-            Fitted normalizer.
-        """
-        return self._partial_fit(X)
 
     # -- hooks of StreamingNormalizer ----------------------------------------
 

@@ -11,7 +11,11 @@ from sklearn.pipeline import Pipeline
 from sklearn.utils import get_tags
 
 from ._compat import StrOptions, _fit_context
-from ._rollback import UPDATED_BEFORE_RAISING, RollbackJournal, run_with_rollback
+from ._rollback import (
+    UPDATED_BEFORE_RAISING,
+    all_or_nothing,
+    run_with_rollback,
+)
 from ._steps import (
     FITS_ONCE,
     LEARNS,
@@ -396,13 +400,7 @@ class StreamingPipeline(Pipeline):
             The fitted pipeline.
         """
         # Pipeline.fit writes the fitted steps into the list ``steps``.
-        journal = RollbackJournal(guard=False)
-        journal.record_everything(self)
-        try:
-            return super().fit(X, y, **params)
-        except BaseException:
-            journal.restore()
-            raise
+        return all_or_nothing(self, super().fit, X, y, **params)
 
 
 def make_streaming_pipeline(*steps, memory=None, verbose=False, rollback="validated"):

@@ -13,11 +13,10 @@ from typing import NamedTuple
 
 import numpy as np
 from scipy import stats
-from sklearn.utils import check_random_state
 
 from . import _req
-from ._base import StreamingNormalizer, samples_seen
-from ._compat import Interval, StrOptions, _fit_context
+from ._base import StreamingNormalizer, part_seed, samples_seen
+from ._compat import Interval, StrOptions
 
 __all__ = ["QuantileNormalizer", "quantile_map", "inverse_quantile_map"]
 
@@ -264,43 +263,6 @@ class QuantileNormalizer(StreamingNormalizer):
         self.random_state = random_state
         self.copy = copy
 
-    @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y=None):
-        """Sketch the quantiles of X, forgetting earlier data.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-            The data. NaN marks a missing value.
-        y : None
-            Ignored.
-
-        Returns
-        -------
-        self : QuantileNormalizer
-            Fitted normalizer.
-        """
-        return self._fit(X)
-
-    def partial_fit(self, X, y=None):
-        """Update the quantile sketches with one batch.
-
-        If it raises, the fitted state is left exactly as it was.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-            The batch. NaN marks a missing value.
-        y : None
-            Ignored.
-
-        Returns
-        -------
-        self : QuantileNormalizer
-            Updated normalizer.
-        """
-        return self._partial_fit(X)
-
     # -- hooks of StreamingNormalizer ----------------------------------------
 
     def _settings(self) -> dict:
@@ -310,14 +272,7 @@ class QuantileNormalizer(StreamingNormalizer):
         }
 
     def _empty_state(self, n_features, block=None):
-        seed = int(
-            check_random_state(self.random_state).randint(
-                np.iinfo(np.int64).max, dtype=np.int64
-            )
-        )
-        if block is not None:
-            # Each part of a parallel fit draws its own coins (see merge).
-            seed = int(np.random.SeedSequence([seed, block]).generate_state(1)[0])
+        seed = part_seed(self.random_state, block)
         return QuantileState(_req.empty_sketch(n_features, self.sketch_size, seed), 0)
 
     def _check_state(self, state):

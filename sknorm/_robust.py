@@ -6,11 +6,10 @@ from numbers import Integral
 
 import numpy as np
 from scipy import stats
-from sklearn.utils import check_random_state
 
 from . import _kll
-from ._base import StreamingNormalizer, samples_seen
-from ._compat import Interval, _fit_context
+from ._base import StreamingNormalizer, part_seed, samples_seen
+from ._compat import Interval
 from ._floats import denormalize_columns, normalize_columns, split_float32
 
 
@@ -34,10 +33,10 @@ class RobustNormalizer(StreamingNormalizer):
 
     Parameters
     ----------
-    quantile_range : tuple (q_min, q_max), 0 <= q_min <= q_max <= 100, \
-            default=(25.0, 75.0)
-        Percentiles of the range used for ``scale_``; the default is the
-        interquartile range.
+    quantile_range : tuple (q_min, q_max), default=(25.0, 75.0)
+        Percentiles of the range used for ``scale_``, with
+        ``0 <= q_min <= q_max <= 100``; the default is the interquartile
+        range.
     with_centering : bool, default=True
         If True, subtract the median.
     with_scaling : bool, default=True
@@ -181,43 +180,6 @@ class RobustNormalizer(StreamingNormalizer):
         self.random_state = random_state
         self.copy = copy
 
-    @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y=None):
-        """Sketch the quantiles of X, forgetting earlier data.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-            The data. NaN marks a missing value.
-        y : None
-            Ignored.
-
-        Returns
-        -------
-        self : RobustNormalizer
-            Fitted normalizer.
-        """
-        return self._fit(X)
-
-    def partial_fit(self, X, y=None):
-        """Update the quantile sketches with one batch.
-
-        If it raises, the fitted state is left exactly as it was.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-            The batch. NaN marks a missing value.
-        y : None
-            Ignored.
-
-        Returns
-        -------
-        self : RobustNormalizer
-            Updated normalizer.
-        """
-        return self._partial_fit(X)
-
     # -- hooks of StreamingNormalizer ----------------------------------------
 
     def _settings(self) -> dict:
@@ -249,14 +211,7 @@ class RobustNormalizer(StreamingNormalizer):
         }
 
     def _empty_state(self, n_features, block=None):
-        seed = int(
-            check_random_state(self.random_state).randint(
-                np.iinfo(np.int64).max, dtype=np.int64
-            )
-        )
-        if block is not None:
-            # Each part of a parallel fit draws its own coins (see merge).
-            seed = int(np.random.SeedSequence([seed, block]).generate_state(1)[0])
+        seed = part_seed(self.random_state, block)
         return _kll.empty_sketch(n_features, self.sketch_size, seed)
 
     def _check_state(self, state):

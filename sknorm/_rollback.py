@@ -307,3 +307,15 @@ def run_with_rollback(update, record, owner):
 
 
 # -- StreamingPipeline ---------------------------------------------------------
+
+
+def all_or_nothing(owner, method, *args, **kwargs):
+    """``method(*args, **kwargs)``, with ``owner`` and everything it holds put
+    back as they were if it raises (a journal of everything, no guard)."""
+    journal = RollbackJournal(guard=False)
+    journal.record_everything(owner)
+    try:
+        return method(*args, **kwargs)
+    except BaseException:
+        journal.restore()
+        raise

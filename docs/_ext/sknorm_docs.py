@@ -272,22 +272,6 @@ def escape_underscores_in_types(app, what, name, obj, options, lines) -> None:
         lines[i] = head + "".join(parts)
 
 
-def join_continued_lines(app, what, name, obj, options, lines) -> None:
-    """Join a line that ends with a backslash to the next one.
-
-    TEMPORARY, for one docstring: ``RobustNormalizer`` is a raw docstring
-    (for its math) whose ``quantile_range`` type line ends with ``\\`` to
-    continue on the next line, which a raw string keeps. Remove this hook
-    once that type fits on one line in ``sknorm/_robust.py``.
-    """
-    i = 0
-    while i < len(lines) - 1:
-        if lines[i].endswith(" \\"):
-            lines[i : i + 2] = [lines[i][:-1] + lines[i + 1].strip()]
-        else:
-            i += 1
-
-
 def skip_foreign_docstring_reference(app, env, node, contnode):
     """Without intersphinx, show references written in other projects'
     docstrings as plain text.
@@ -382,6 +366,5 @@ def setup(app):
     app.connect("env-check-consistency", check_doc_links)
     app.connect("missing-reference", skip_foreign_docstring_reference)
     # Before numpydoc renders the docstring (priority 500), then after.
-    app.connect("autodoc-process-docstring", join_continued_lines, priority=400)
     app.connect("autodoc-process-docstring", escape_underscores_in_types, priority=600)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
