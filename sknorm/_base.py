@@ -87,7 +87,13 @@ from ._validation import (
     plain_array,
 )
 
-__all__ = ["SparseCenteringError", "StreamingNormalizer", "part_seed", "samples_seen"]
+__all__ = [
+    "DocumentationLink",
+    "SparseCenteringError",
+    "StreamingNormalizer",
+    "part_seed",
+    "samples_seen",
+]
 
 
 class SparseCenteringError(ValueError, TypeError):
@@ -152,7 +158,25 @@ def _overrides(hook: str):
     return check
 
 
-class StreamingNormalizer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
+class DocumentationLink:
+    """Mixin: the estimator's HTML representation links to its API page."""
+
+    _doc_link_module = "sknorm"
+
+    @property
+    def _doc_link_template(self) -> str:
+        from . import __version__  # sknorm/__init__ imports this module first
+
+        version = "latest" if ".dev" in __version__ else "stable"
+        return (
+            f"https://sknorm.readthedocs.io/en/{version}/api/generated/"
+            "{estimator_module}.{estimator_name}.html"
+        )
+
+
+class StreamingNormalizer(
+    DocumentationLink, OneToOneFeatureMixin, TransformerMixin, BaseEstimator
+):
     """Base class of the sknorm estimators that learn from streams.
 
     Not public: subclass it through the hooks listed in the module docstring.

@@ -17,6 +17,7 @@ from sklearn.utils.metadata_routing import process_routing
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._atomic import unchanged_on_error
+from ._base import DocumentationLink
 from ._compat import (
     ERR_MSG_1DCOLUMN,
     _fit_context,
@@ -49,7 +50,7 @@ def _selected_as_2d(learn):
         raise
 
 
-class StreamingColumnTransformer(ColumnTransformer):
+class StreamingColumnTransformer(DocumentationLink, ColumnTransformer):
     """A :class:`~sklearn.compose.ColumnTransformer` that also learns from mini-batches.
 
     ``partial_fit(X)`` updates every inner transformer with its columns of the
@@ -381,7 +382,7 @@ def make_streaming_column_transformer(
     )
 
 
-class StreamingFeatureUnion(FeatureUnion):
+class StreamingFeatureUnion(DocumentationLink, FeatureUnion):
     """A :class:`~sklearn.pipeline.FeatureUnion` that also learns from mini-batches.
 
     ``partial_fit(X)`` updates every transformer of ``transformer_list`` with

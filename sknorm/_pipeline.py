@@ -10,6 +10,7 @@ from functools import update_wrapper
 from sklearn.pipeline import Pipeline
 from sklearn.utils import get_tags
 
+from ._base import DocumentationLink
 from ._compat import StrOptions, _fit_context
 from ._rollback import (
     UPDATED_BEFORE_RAISING,
@@ -67,7 +68,7 @@ def _name_steps(estimators) -> list[tuple[str, object]]:
     return named
 
 
-class StreamingPipeline(Pipeline):
+class StreamingPipeline(DocumentationLink, Pipeline):
     """A :class:`~sklearn.pipeline.Pipeline` that also learns from mini-batches.
 
     ``partial_fit(X, y)`` sends one batch through the pipeline: every
