@@ -73,8 +73,9 @@ available.
 from __future__ import annotations
 
 import copy as _copy
+from collections.abc import Callable
 from contextlib import nullcontext
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -99,6 +100,17 @@ from ._validation import (
     is_dask_collection,
 )
 from ._xp import ArrayState
+
+if TYPE_CHECKING:
+    from sklearn.utils import Tags
+    from typing_extensions import Self
+
+    # The mixin's methods call the template's (super()._learn, ...) and its
+    # hooks: to a type checker it extends the template. At run time it is a
+    # plain mixin, put before StreamingNormalizer among the bases.
+    from ._base import StreamingNormalizer as _Base
+else:
+    _Base = object
 
 __all__ = [
     "ArrayAPISupport",
@@ -258,7 +270,7 @@ def _same_place(space, X) -> bool:
 # -- the mixin ------------------------------------------------------------------------
 
 
-class ArrayAPISupport:
+class ArrayAPISupport(_Base):
     """Mixin of a :class:`~sknorm._base.StreamingNormalizer` subclass that
     supports array API inputs (see the module docstring); put it first among
     the bases, so that it sees every call before the NumPy template."""
@@ -371,7 +383,7 @@ class ArrayAPISupport:
         attributes["_state"] = state
         self.__dict__.update(attributes)
 
-    def __sklearn_tags__(self):
+    def __sklearn_tags__(self) -> Tags:
         tags = super().__sklearn_tags__()
         tags.array_api_support = True
         return tags
@@ -381,17 +393,24 @@ class ArrayAPISupport:
     def _learn_array_api(self, X, sample_weight, reset: bool, need_weight: bool):
         """``_learn`` for an array of another namespace (dispatch on)."""
         settings = self._checked_settings()
+        # The fitted state, None for fit or the first partial_fit.
         old = None if reset else self.__dict__.get("_state")
-        fast = type(old) is ArrayState and plain_array_api(self, X, old.space)
+        # The state's space if X is a plain batch for it, else None.
+        plain_space = (
+            old.space
+            if type(old) is ArrayState and plain_array_api(self, X, old.space)
+            else None
+        )
         # As in the NumPy template: a plain batch changes nothing before the
         # single publishing update; validate_data may set attributes.
-        with nullcontext() if fast else unchanged_on_error(self):
-            if fast:
-                space = old.space
+        with nullcontext() if plain_space is not None else unchanged_on_error(self):
+            if plain_space is not None:
+                space = plain_space
             else:
                 X, space = self._validated_array(X, reset=reset, method="partial_fit")
+            # Past validation, a state that is not None is an ArrayState of X's space.
             if space.numpy_views is not None:
-                stats = self._empty_state(X.shape[1]) if reset else old.stats
+                stats = self._empty_state(X.shape[1]) if old is None else old.stats
                 X_np = space.numpy_views.to_numpy(X)
                 if sample_weight is not None:
                     sample_weight = numpy_sample_weight(
@@ -402,7 +421,7 @@ class ArrayAPISupport:
                 )
                 state = ArrayState(stats, space)
             else:
-                if reset:
+                if old is None:
                     stats = self._empty_array_stats(space, X.shape[1])
                     old = ArrayState(stats, space, self._initial_array_facts())
                 state = self._learn_on_device(old, X, sample_weight, reset, need_weight)
@@ -577,7 +596,7 @@ class ArrayAPISupport:
 
     # -- copies, checkpoints and moves -----------------------------------------------
 
-    def __getstate__(self):
+    def __getstate__(self) -> dict[str, Any]:
         # A checkpoint holds NumPy data (it must load without the library or
         # the device): that of a NumPy-fitted twin, which loads as such.
         if type(self.__dict__.get("_state")) is not ArrayState:
@@ -587,7 +606,7 @@ class ArrayAPISupport:
         twin.__dict__.update(self._numpy_attributes())
         return twin.__getstate__()
 
-    def __deepcopy__(self, memo):
+    def __deepcopy__(self, memo: dict[int, Any]) -> Self:
         cls = type(self)
         new = cls.__new__(cls)
         memo[id(self)] = new
@@ -629,7 +648,7 @@ class ArrayAPISupport:
                 attributes[key] = np.array(value, dtype=wide)
         return attributes
 
-    def __sklearn_array_api_convert__(self, converter):
+    def __sklearn_array_api_convert__(self, converter: Callable[[Any], Any]) -> Self:
         """A copy with its statistics moved by ``converter`` (the protocol of
         ``sklearn.utils._array_api.move_estimator_to``)."""
         from sklearn.base import clone

@@ -56,9 +56,11 @@ def check_mergeable(estimator, other, ignored_params=("copy",)) -> None:
         )
     names_self = getattr(estimator, "feature_names_in_", None)
     names_other = getattr(other, "feature_names_in_", None)
-    if (names_self is None) != (names_other is None) or (
-        names_self is not None and not np.array_equal(names_self, names_other)
-    ):
+    if names_self is None or names_other is None:
+        different_names = (names_self is None) != (names_other is None)
+    else:
+        different_names = not np.array_equal(names_self, names_other)
+    if different_names:
         raise ValueError(
             "Cannot merge: the two normalizers were fitted on different feature names."
         )

@@ -64,20 +64,20 @@ from __future__ import annotations
 
 import inspect
 from contextlib import nullcontext
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import scipy.sparse as sp
 from sklearn import get_config
 from sklearn.base import BaseEstimator, OneToOneFeatureMixin, TransformerMixin
 from sklearn.utils import check_random_state
-from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._array_api import to_numpy_input
 from ._atomic import check_mergeable, unchanged_on_error
 from ._checkpoint import dump_estimator_state, load_estimator_state
-from ._compat import _fit_context, validate_params
+from ._compat import _fit_context, available_if, validate_params
+from ._typing import MatrixLike, MatrixOutput
 from ._validation import (
     FLOAT_DTYPES,
     all_zero_weights_error,
@@ -86,6 +86,10 @@ from ._validation import (
     is_dask_collection,
     plain_array,
 )
+
+if TYPE_CHECKING:
+    from sklearn.utils import Tags
+    from typing_extensions import Self
 
 __all__ = [
     "DocumentationLink",
@@ -258,7 +262,7 @@ class StreamingNormalizer(
 
     # -- parameters -------------------------------------------------------------
 
-    def __setattr__(self, name, value):
+    def __setattr__(self, name: str, value: object) -> None:
         # A new parameter value (set_params or assignment) is validated again
         # at the next call; until then the cached settings stand.
         if name in _param_names(type(self)):
@@ -289,7 +293,7 @@ class StreamingNormalizer(
     # -- learning ---------------------------------------------------------------
 
     @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y=None):
+    def fit(self, X: MatrixLike, y: object = None) -> Self:
         """Learn from all of X, forgetting what was learned before.
 
         Parameters
@@ -306,7 +310,7 @@ class StreamingNormalizer(
         """
         return self._fit(X)
 
-    def partial_fit(self, X, y=None):
+    def partial_fit(self, X: MatrixLike, y: object = None) -> Self:
         """Learn from one more batch of the stream.
 
         The first call starts the stream. If it raises, the fitted state is
@@ -440,7 +444,7 @@ class StreamingNormalizer(
     # -- merging ----------------------------------------------------------------
 
     @available_if(lambda self: self._offers_merge)
-    def merge(self, other):
+    def merge(self, other: Self) -> Self:
         """Combine with an estimator fitted on disjoint data; return self.
 
         Afterwards ``self`` holds the statistics of the union, as if one
@@ -472,7 +476,7 @@ class StreamingNormalizer(
 
     # -- transforming -----------------------------------------------------------
 
-    def transform(self, X, copy=None):
+    def transform(self, X: MatrixLike, copy: bool | None = None) -> MatrixOutput:
         """Normalize X with the current statistics.
 
         Parameters
@@ -491,7 +495,9 @@ class StreamingNormalizer(
         return self._apply(X, copy, "transform")
 
     @available_if(_overrides("_inverse_transform_dense"))
-    def inverse_transform(self, X, copy=None):
+    def inverse_transform(
+        self, X: MatrixLike, copy: bool | None = None
+    ) -> MatrixOutput:
         """Undo ``transform``.
 
         Parameters
@@ -553,12 +559,12 @@ class StreamingNormalizer(
 
     # -- checkpoints ------------------------------------------------------------
 
-    def __getstate__(self):
+    def __getstate__(self) -> dict[str, Any]:
         # A checkpoint holds plain, versioned data (see _checkpoint) and no
         # caches, which are rebuilt on demand.
         return dump_estimator_state(self, super().__getstate__())
 
-    def __setstate__(self, state):
+    def __setstate__(self, state: dict[str, Any]) -> None:
         state = load_estimator_state(self, state)
         # A parameter added since the checkpoint was written takes its default.
         for name, default in _param_defaults(type(self)).items():
@@ -567,7 +573,7 @@ class StreamingNormalizer(
 
     # -- tags -------------------------------------------------------------------
 
-    def __sklearn_tags__(self):
+    def __sklearn_tags__(self) -> Tags:
         tags = super().__sklearn_tags__()
         tags.input_tags.allow_nan = True
         tags.input_tags.sparse = bool(self._sparse_formats) and not self._centers_data()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from numbers import Integral, Real
-from typing import NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 import scipy.sparse as sp
@@ -19,8 +19,12 @@ from ._floats import (
 )
 from ._modes import ExactMode, HalfLifeMode, MomentumMode, statistics_mode
 from ._modes import state_from_dict as _mode_state_from_dict
+from ._typing import MatrixLike, NamespaceArray, VectorLike
 from ._validation import format_indices
 from ._xp import ArrayState
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
 
 
 class BatchNormalizer(ArrayAPISupport, StreamingNormalizer):
@@ -206,15 +210,15 @@ class BatchNormalizer(ArrayAPISupport, StreamingNormalizer):
     def __init__(
         self,
         *,
-        eps=0.0,
-        with_mean=True,
-        with_std=True,
-        copy=True,
-        momentum=None,
-        half_life=None,
-        clip=None,
-        batch_size=None,
-    ):
+        eps: float = 0.0,
+        with_mean: bool = True,
+        with_std: bool = True,
+        copy: bool = True,
+        momentum: float | None = None,
+        half_life: float | None = None,
+        clip: float | None = None,
+        batch_size: int | None = None,
+    ) -> None:
         self.eps = eps
         self.with_mean = with_mean
         self.with_std = with_std
@@ -225,7 +229,12 @@ class BatchNormalizer(ArrayAPISupport, StreamingNormalizer):
         self.batch_size = batch_size
 
     @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y=None, sample_weight=None):
+    def fit(
+        self,
+        X: MatrixLike,
+        y: object = None,
+        sample_weight: VectorLike | None = None,
+    ) -> Self:
         """Compute the statistics of X, forgetting earlier ones.
 
         Parameters
@@ -244,7 +253,12 @@ class BatchNormalizer(ArrayAPISupport, StreamingNormalizer):
         """
         return self._fit(X, sample_weight)
 
-    def partial_fit(self, X, y=None, sample_weight=None):
+    def partial_fit(
+        self,
+        X: MatrixLike,
+        y: object = None,
+        sample_weight: VectorLike | None = None,
+    ) -> Self:
         """Update the statistics with one batch.
 
         If it raises, the fitted state is left exactly as it was.
@@ -435,10 +449,10 @@ class BatchNormalizer(ArrayAPISupport, StreamingNormalizer):
                 memo["numpy"] = entry
         return entry[2:]
 
-    def __setstate__(self, state):
+    def __setstate__(self, state: dict[str, Any]) -> None:
         super().__setstate__(state)
         if "_state" in self.__dict__:
-            self._transform_constants = {}
+            self._transform_constants: dict[object, tuple] = {}
 
     # -- array API hooks (device route, see sknorm._array_api) -----------------
 
@@ -526,7 +540,14 @@ class BatchNormalizer(ArrayAPISupport, StreamingNormalizer):
             )
         return _xp.denormalize_columns(space.xp, X, scale, center, center_lo, in_place)
 
-    def _array_transform_constants(self, state, dtype):
+    def _array_transform_constants(
+        self, state: ArrayState, dtype: object
+    ) -> tuple[
+        NamespaceArray | None,
+        NamespaceArray | None,
+        NamespaceArray | None,
+        tuple[NamespaceArray, NamespaceArray] | None,
+    ]:
         """``_transform_constants_for`` for arrays of another namespace:
         ``(center, center_lo, inv_scale, clip_bounds)``."""
         mean, scale = self.mean_, self.scale_

@@ -20,13 +20,18 @@ Format history:
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ._base import StreamingNormalizer
 
 FORMAT_VERSION = 2
 FORMAT_KEY = "_sknorm_format"
 
 
-def dump_estimator_state(estimator, state: dict[str, Any]) -> dict[str, Any]:
+def dump_estimator_state(
+    estimator: StreamingNormalizer, state: dict[str, Any]
+) -> dict[str, Any]:
     """Prepare an estimator's ``__dict__`` (``state``) for pickling."""
     state = {
         key: value
@@ -39,7 +44,9 @@ def dump_estimator_state(estimator, state: dict[str, Any]) -> dict[str, Any]:
     return state
 
 
-def load_estimator_state(estimator, state: dict[str, Any]) -> dict[str, Any]:
+def load_estimator_state(
+    estimator: StreamingNormalizer, state: dict[str, Any]
+) -> dict[str, Any]:
     """Check the format of a pickled ``__dict__``, upgrade it, rebuild the state."""
     state = dict(state)
     owner = type(estimator).__name__

@@ -4,8 +4,26 @@ Everything sknorm needs from scikit-learn's private API is imported here, so
 that a change in scikit-learn is fixed in one place.
 """
 
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+
 import numpy as np
-from sklearn.base import _fit_context  # noqa: F401  (private, stable since 1.3)
+
+# scikit-learn ships no type information, so to a type checker its decorators
+# would make every method they decorate Any. Declared here as what they are:
+# decorators that keep the method's signature.
+if TYPE_CHECKING:
+    _F = TypeVar("_F", bound=Callable[..., Any])
+
+    def _fit_context(*, prefer_skip_nested_validation: bool) -> Callable[[_F], _F]:
+        """scikit-learn's ``sklearn.base._fit_context``."""
+
+    def available_if(check: Callable[[Any], bool]) -> Callable[[_F], _F]:
+        """scikit-learn's ``sklearn.utils.metaestimators.available_if``."""
+
+else:
+    from sklearn.base import _fit_context  # noqa: F401  (private, stable since 1.3)
+    from sklearn.utils.metaestimators import available_if  # noqa: F401
 
 # The constraint types of ``_parameter_constraints``; scikit-learn has no
 # public import path for them (stable since 1.2).

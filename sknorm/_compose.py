@@ -8,6 +8,9 @@ Each inner transformer is treated by the rules of StreamingPipeline (one home:
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Literal
+
 from scipy import sparse
 from sklearn.base import clone
 from sklearn.compose import ColumnTransformer
@@ -36,6 +39,10 @@ from ._steps import (
     route_params,
     step_role,
 )
+from ._typing import Estimator, MatrixLike, MatrixOutput, VectorLike
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
 
 _LEARNS_OR_FITS_ONCE = (LEARNS, FITS_ONCE)
 
@@ -160,7 +167,9 @@ class StreamingColumnTransformer(DocumentationLink, ColumnTransformer):
         # the transformers validate their own parameters
         prefer_skip_nested_validation=False
     )
-    def partial_fit(self, X, y=None, **params):
+    def partial_fit(
+        self, X: MatrixLike, y: VectorLike | None = None, **params: Any
+    ) -> Self:
         """Update every inner transformer with its columns of one batch.
 
         The first call also sets up what ``fit`` sets up: the columns of each
@@ -302,7 +311,9 @@ class StreamingColumnTransformer(DocumentationLink, ColumnTransformer):
             if step_role(trans) == LEARNS
         ]
 
-    def fit_transform(self, X, y=None, **params):
+    def fit_transform(
+        self, X: MatrixLike, y: VectorLike | None = None, **params: Any
+    ) -> MatrixOutput:
         """Fit all transformers on X, as ``ColumnTransformer.fit_transform``.
 
         If it raises, the transformer is left as it was.
@@ -326,13 +337,13 @@ class StreamingColumnTransformer(DocumentationLink, ColumnTransformer):
 
 
 def make_streaming_column_transformer(
-    *transformers,
-    remainder="drop",
-    sparse_threshold=0.3,
-    n_jobs=None,
-    verbose=False,
-    verbose_feature_names_out=True,
-):
+    *transformers: tuple[Estimator | Literal["drop", "passthrough"], Any],
+    remainder: Estimator | Literal["drop", "passthrough"] = "drop",
+    sparse_threshold: float = 0.3,
+    n_jobs: int | None = None,
+    verbose: bool = False,
+    verbose_feature_names_out: bool | str | Callable[[str, str], str] = True,
+) -> StreamingColumnTransformer:
     """Build a :class:`StreamingColumnTransformer`, naming the transformers.
 
     As :func:`sklearn.compose.make_column_transformer`: each transformer is
@@ -439,7 +450,9 @@ class StreamingFeatureUnion(DocumentationLink, FeatureUnion):
     # Updates the transformers it holds in place (see RollbackJournal).
     _sknorm_atomic = False
 
-    def partial_fit(self, X, y=None, **params):
+    def partial_fit(
+        self, X: MatrixLike, y: VectorLike | None = None, **params: Any
+    ) -> Self:
         """Update every transformer with one batch.
 
         Parameters
@@ -490,7 +503,7 @@ class StreamingFeatureUnion(DocumentationLink, FeatureUnion):
         except (TypeError, ValueError):
             return []
 
-    def fit(self, X, y=None, **params):
+    def fit(self, X: MatrixLike, y: VectorLike | None = None, **params: Any) -> Self:
         """Fit every transformer on X, as ``FeatureUnion.fit``.
 
         If it raises, every transformer is left as it was.
@@ -511,7 +524,9 @@ class StreamingFeatureUnion(DocumentationLink, FeatureUnion):
         """
         return all_or_nothing(self, super().fit, X, y, **params)
 
-    def fit_transform(self, X, y=None, **params):
+    def fit_transform(
+        self, X: MatrixLike, y: VectorLike | None = None, **params: Any
+    ) -> MatrixOutput:
         """Fit every transformer on X and transform it, as FeatureUnion does.
 
         If it raises, every transformer is left as it was.
@@ -534,8 +549,11 @@ class StreamingFeatureUnion(DocumentationLink, FeatureUnion):
 
 
 def make_streaming_union(
-    *transformers, n_jobs=None, verbose=False, verbose_feature_names_out=True
-):
+    *transformers: Estimator | Literal["drop", "passthrough"],
+    n_jobs: int | None = None,
+    verbose: bool = False,
+    verbose_feature_names_out: bool = True,
+) -> StreamingFeatureUnion:
     """Build a :class:`StreamingFeatureUnion`, naming the transformers.
 
     As :func:`sklearn.pipeline.make_union`: each transformer is named after

@@ -26,8 +26,10 @@ import importlib
 import importlib.util
 import os
 import warnings
+from collections.abc import Iterator
 from contextlib import contextmanager
 from types import ModuleType
+from typing import Literal, TypeAlias
 
 import numpy as np
 
@@ -40,6 +42,8 @@ __all__ = [
 ]
 
 BACKENDS = ("numpy", "numba")
+#: The values of ``backend`` in :func:`set_config` and :func:`config_context`.
+BackendChoice: TypeAlias = Literal["auto", "numpy", "numba"]
 _ENVIRONMENT_VARIABLE = "SKNORM_BACKEND"
 
 
@@ -47,7 +51,7 @@ def _numba_installed() -> bool:
     return importlib.util.find_spec("numba") is not None
 
 
-def _resolve(backend, origin: str) -> str:
+def _resolve(backend: str, origin: str) -> str:
     """The backend that ``backend`` (as given in ``origin``) selects."""
     if backend == "auto":
         return "numba" if _numba_installed() else "numpy"
@@ -73,7 +77,7 @@ _backend = _resolve(
 _kernels: ModuleType | None = None
 
 
-def get_config() -> dict:
+def get_config() -> dict[str, str]:
     """The current sknorm configuration.
 
     Returns
@@ -91,7 +95,7 @@ def get_config() -> dict:
     return {"backend": _backend}
 
 
-def set_config(*, backend=None) -> None:
+def set_config(*, backend: BackendChoice | None = None) -> None:
     """Choose the backend of sknorm's numeric kernels, for the whole process.
 
     Parameters
@@ -128,7 +132,7 @@ def set_config(*, backend=None) -> None:
 
 
 @contextmanager
-def config_context(*, backend=None):
+def config_context(*, backend: BackendChoice | None = None) -> Iterator[None]:
     """Change the backend inside a ``with`` block, then restore it.
 
     The change holds for the whole process while the block runs (threads
@@ -159,7 +163,7 @@ def config_context(*, backend=None):
         _restore(saved)
 
 
-def _restore(saved) -> None:
+def _restore(saved: tuple[str, bool]) -> None:
     global _backend, _automatic
     _backend, _automatic = saved
 
@@ -205,7 +209,7 @@ def _load_kernels() -> ModuleType | None:
 _KERNEL_DTYPES = (np.dtype(np.float64), np.dtype(np.float32))
 
 
-def kernels_for(X) -> ModuleType | None:
+def kernels_for(X: object) -> ModuleType | None:
     """:func:`compiled_kernels` if they can take X, else None.
 
     They take a NumPy array of native float32 or float64 (any memory

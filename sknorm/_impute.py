@@ -5,10 +5,10 @@ from __future__ import annotations
 import math
 import numbers
 import warnings
-from typing import NamedTuple
+from typing import TYPE_CHECKING, Literal, NamedTuple, TypeAlias
 
 import numpy as np
-from numpy.typing import NDArray
+from numpy.typing import ArrayLike, NDArray
 from sklearn.utils.validation import check_is_fitted
 from sklearn.utils.validation import validate_data as _validate_data
 
@@ -20,7 +20,11 @@ from ._compat import (
     check_feature_names_in,
     missing_values_constraint,
 )
+from ._typing import MatrixLike, MatrixOutput
 from ._validation import FLOAT_DTYPES, check_no_infinity
+
+if TYPE_CHECKING:
+    from sklearn.utils import Tags
 
 # -- the math -------------------------------------------------------------------
 
@@ -106,6 +110,10 @@ def most_frequent_values(counts: ValueCounts, dtype: np.dtype) -> np.ndarray:
     return result
 
 
+#: A strategy's summary of the observed values (see ImputerState).
+Summary: TypeAlias = "_stats.StreamState | _kll.QuantileSketch | ValueCounts | None"
+
+
 class ImputerState(NamedTuple):
     """What a StreamingImputer has learned.
 
@@ -118,7 +126,7 @@ class ImputerState(NamedTuple):
     """
 
     strategy: str
-    summary: object
+    summary: Summary
     n_observed: NDArray[np.int64]
     has_missing: NDArray[np.bool_]
     n_rows: int
@@ -269,15 +277,15 @@ class StreamingImputer(StreamingNormalizer):
     def __init__(
         self,
         *,
-        missing_values=np.nan,
-        strategy="mean",
-        fill_value=None,
-        copy=True,
-        add_indicator=False,
-        keep_empty_features=False,
-        sketch_size=512,
-        random_state=None,
-    ):
+        missing_values: float | str | None = np.nan,
+        strategy: Literal["mean", "median", "most_frequent", "constant"] = "mean",
+        fill_value: str | float | None = None,
+        copy: bool = True,
+        add_indicator: bool = False,
+        keep_empty_features: bool = False,
+        sketch_size: int = 512,
+        random_state: int | np.random.RandomState | None = None,
+    ) -> None:
         self.missing_values = missing_values
         self.strategy = strategy
         self.fill_value = fill_value
@@ -296,6 +304,7 @@ class StreamingImputer(StreamingNormalizer):
         }
 
     def _empty_state(self, n_features, block=None):
+        summary: Summary
         if self.strategy == "mean":
             summary = _stats.empty_stream_state(n_features)
         elif self.strategy == "median":
@@ -376,6 +385,7 @@ class StreamingImputer(StreamingNormalizer):
         )
 
     def _merge_states(self, old, new):
+        summary: Summary
         if self.strategy == "mean":
             summary = _stats.merge_stream_states(old.summary, new.summary)
         elif self.strategy == "median":
@@ -458,6 +468,7 @@ class StreamingImputer(StreamingNormalizer):
                 "StreamingImputer checkpoint."
             )
         strategy = data["strategy"]
+        summary: Summary
         if strategy == "mean":
             summary = _stats.StreamState(
                 data["shift"],
@@ -487,6 +498,7 @@ class StreamingImputer(StreamingNormalizer):
         """``validate_data`` with SimpleImputer's rules: floats for "mean" and
         "median", any numbers or strings (object) for the other strategies;
         NaN allowed only as the missing-value marker; no infinity."""
+        dtype: tuple[type, ...] | type | None
         if self.strategy in ("mean", "median"):
             dtype = FLOAT_DTYPES
         elif isinstance(X, list) and any(
@@ -574,7 +586,7 @@ class StreamingImputer(StreamingNormalizer):
         indicator = missing[:, self.indicator_features_]
         return np.hstack([X, indicator.astype(X.dtype)])
 
-    def transform(self, X, copy=None):
+    def transform(self, X: MatrixLike, copy: bool | None = None) -> MatrixOutput:
         """Replace the missing values of X.
 
         Parameters
@@ -608,7 +620,9 @@ class StreamingImputer(StreamingNormalizer):
                     )
         return super().transform(X, copy=copy)
 
-    def get_feature_names_out(self, input_features=None):
+    def get_feature_names_out(
+        self, input_features: ArrayLike | None = None
+    ) -> NDArray[np.object_]:
         """Names of the output features: the kept inputs, then the indicators.
 
         Parameters
@@ -635,7 +649,7 @@ class StreamingImputer(StreamingNormalizer):
         ]
         return np.concatenate([kept, np.asarray(indicators, dtype=object)])
 
-    def __sklearn_tags__(self):
+    def __sklearn_tags__(self) -> Tags:
         tags = super().__sklearn_tags__()
         tags.input_tags.allow_nan = is_nan_marker(self.missing_values)
         tags.input_tags.sparse = False

@@ -64,11 +64,11 @@ K. Yi, "Mergeable Summaries", ACM TODS 38(4), 2013.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-from typing import NamedTuple
+from collections.abc import Callable, Sequence
+from typing import NamedTuple, Protocol
 
 import numpy as np
-from numpy.typing import NDArray
+from numpy.typing import ArrayLike, NDArray
 
 from ._config import compiled_kernels
 
@@ -155,13 +155,25 @@ def empty_sketch(n_features: int, k: int, seed: int) -> QuantileSketch:
     )
 
 
-def sketch_counts(sketch: QuantileSketch) -> NDArray[np.int64]:
+class LeveledSketch(Protocol):
+    """What :func:`sketch_counts` and :func:`retained_items` read: a sketch of
+    this module or of :mod:`sknorm._req`, with its levels and the items per
+    level and feature, ``counts`` of shape (n_levels, n_features)."""
+
+    @property
+    def levels(self) -> Sequence[object]: ...
+
+    @property
+    def counts(self) -> NDArray[np.int64]: ...
+
+
+def sketch_counts(sketch: LeveledSketch) -> NDArray[np.int64]:
     """Number of (non-NaN) values each feature has seen: ``sum_h counts[h] 2**h``."""
     weights = np.left_shift(1, np.arange(len(sketch.levels), dtype=np.int64))
     return weights @ sketch.counts
 
 
-def retained_items(sketch: QuantileSketch) -> NDArray[np.int64]:
+def retained_items(sketch: LeveledSketch) -> NDArray[np.int64]:
     """Number of items the sketch keeps for each feature."""
     return sketch.counts.sum(axis=0)
 
@@ -244,7 +256,7 @@ def merge_sketches(old: QuantileSketch, new: QuantileSketch) -> QuantileSketch:
 
 
 def sketch_quantiles(
-    sketch: QuantileSketch, q: NDArray, cache: dict | None = None
+    sketch: QuantileSketch, q: ArrayLike, cache: dict | None = None
 ) -> Array:
     """Quantiles of every feature, interpolated like ``np.nanquantile``.
 
@@ -421,7 +433,7 @@ def _select_items(
     return items
 
 
-def _work_arrays(work: dict | None, shape) -> list[NDArray[np.int64]]:
+def _work_arrays(work: dict | None, shape: tuple[int, int]) -> list[NDArray[np.int64]]:
     """Three int64 arrays of ``shape``, kept in ``work`` between calls.
 
     Fresh arrays of a megabyte or more cost as much in page faults as the
@@ -435,21 +447,27 @@ def _work_arrays(work: dict | None, shape) -> list[NDArray[np.int64]]:
     return arrays
 
 
-def _first_at_least(flat, row_start, lo, hi, key):
+def _first_at_least(
+    flat: NDArray[np.int64],
+    row_start: NDArray[np.int64],
+    lo: int | NDArray[np.int64],
+    hi: NDArray[np.int64],
+    key: NDArray[np.int64],
+) -> NDArray[np.int64]:
     """Vectorized binary search: for each query, the first ``i`` in
     ``[lo, hi)`` with ``flat[row_start + i] >= key`` (``hi`` if none); the
     ranges must be sorted."""
-    lo = np.broadcast_to(lo, key.shape).copy()
-    hi = np.array(hi, copy=True)
+    low = np.broadcast_to(lo, key.shape).copy()
+    high = np.array(hi, copy=True)
     last = flat.size - 1
     while True:
-        active = lo < hi
+        active = low < high
         if not active.any():
-            return lo
-        mid = (lo + hi) >> 1
+            return low
+        mid = (low + high) >> 1
         smaller = flat[np.minimum(row_start + mid, last)] < key
-        lo = np.where(active & smaller, mid + 1, lo)
-        hi = np.where(active & ~smaller, mid, hi)
+        low = np.where(active & smaller, mid + 1, low)
+        high = np.where(active & ~smaller, mid, high)
 
 
 def _order_keys(values: Array) -> NDArray[np.int64]:
@@ -462,7 +480,7 @@ def _order_keys(values: Array) -> NDArray[np.int64]:
     return bits ^ ((bits >> 63) & np.int64(0x7FFFFFFFFFFFFFFF))
 
 
-def sketch_ranks(sketch: QuantileSketch, x: NDArray) -> NDArray[np.int64]:
+def sketch_ranks(sketch: QuantileSketch, x: ArrayLike) -> NDArray[np.int64]:
     r"""Estimated number of values <= ``x[f]`` seen by each feature ``f``.
 
     Parameters

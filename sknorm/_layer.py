@@ -15,6 +15,7 @@ from ._array_api import ArrayAPISupport, is_array_api_input, numpy_from_array_ap
 from ._base import StreamingNormalizer
 from ._compat import Interval, move_to, to_numpy
 from ._rowstats import GroupStats
+from ._typing import MatrixLike, MatrixOutput, NamespaceArray
 from ._validation import FLOAT_DTYPES
 
 
@@ -125,7 +126,11 @@ class _RowNormalizer(ArrayAPISupport, StreamingNormalizer):
 
     # -- transforming --------------------------------------------------------
 
-    def transform(self, X, return_stats=False):
+    # The second parameter is return_stats, not the base's copy: the output is
+    # always a new array, and it may come with the statistics.
+    def transform(  # type: ignore[override]
+        self, X: MatrixLike, return_stats: bool = False
+    ) -> MatrixOutput | tuple[MatrixOutput, GroupStats]:
         """Normalize each group of each row with its own mean and variance.
 
         Parameters
@@ -225,7 +230,9 @@ class LayerNormalizer(_RowNormalizer):
     [[-1.225, 0.0, 1.225], [-1.0, 1.0, nan]]
     """
 
-    def __init__(self, *, eps=1e-5, with_mean=True, with_std=True):
+    def __init__(
+        self, *, eps: float = 1e-5, with_mean: bool = True, with_std: bool = True
+    ) -> None:
         self.eps = eps
         self.with_mean = with_mean
         self.with_std = with_std
@@ -333,7 +340,14 @@ class GroupNormalizer(_RowNormalizer):
         "n_groups": [Interval(Integral, 1, None, closed="left")],
     }
 
-    def __init__(self, n_groups=1, *, eps=1e-5, with_mean=True, with_std=True):
+    def __init__(
+        self,
+        n_groups: int = 1,
+        *,
+        eps: float = 1e-5,
+        with_mean: bool = True,
+        with_std: bool = True,
+    ) -> None:
         self.n_groups = n_groups
         self.eps = eps
         self.with_mean = with_mean
@@ -343,7 +357,9 @@ class GroupNormalizer(_RowNormalizer):
         return self.n_groups
 
 
-def invert_group_normalization(X_tr, stats):
+def invert_group_normalization(
+    X_tr: MatrixLike, stats: GroupStats | tuple[NamespaceArray, NamespaceArray]
+) -> MatrixOutput:
     """Undo :meth:`LayerNormalizer.transform` or :meth:`GroupNormalizer.transform`.
 
     Computes ``x = z * scale + center`` for every group of every row, with the

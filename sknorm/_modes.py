@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Any, ClassVar, NamedTuple
+from typing import Any, ClassVar, Generic, NamedTuple, TypeVar
 
 import numpy as np
 from numpy.typing import NDArray
@@ -33,6 +33,10 @@ from ._base import samples_seen
 from ._config import compiled_kernels, kernels_for
 from ._floats import scale_from_var
 from ._stats import EmaState, Moments, StreamState
+from ._typing import SparseMatrix
+
+#: The state type of a mode.
+State = TypeVar("State", StreamState, EmaState)
 
 __all__ = [
     "Published",
@@ -65,9 +69,9 @@ class Published(NamedTuple):
     finite: bool
 
 
-class StatisticsMode:
+class StatisticsMode(Generic[State]):
     """What every mode shares; a subclass supplies ``empty``, ``update``,
-    ``merge``, ``owns``, ``weight`` and ``to_dict``."""
+    ``merge``, ``owns``, ``weight`` and ``to_dict`` for its ``State``."""
 
     name: ClassVar[str]
     #: Whether ``update`` gives rows weights of its own, which may hide an
@@ -77,7 +81,7 @@ class StatisticsMode:
     min_batch_rows: ClassVar[int] = 1
     mergeable: ClassVar[bool] = True
 
-    def __eq__(self, other) -> bool:
+    def __eq__(self, other: object) -> bool:
         return type(other) is type(self) and vars(other) == vars(self)
 
     def __hash__(self) -> int:
@@ -87,11 +91,42 @@ class StatisticsMode:
         args = ", ".join(f"{k}={v!r}" for k, v in vars(self).items())
         return f"{type(self).__name__}({args})"
 
-    def mean_var(self, state) -> tuple[NDArray, NDArray]:
+    def empty(self, n_features: int) -> State:
+        """The state of a stream that has seen nothing."""
+        raise NotImplementedError
+
+    def update(
+        self,
+        old: State,
+        X: NDArray | SparseMatrix,
+        sample_weight: NDArray | None = None,
+        on_nonfinite: Callable[[], None] | None = None,
+    ) -> State:
+        """The state after one batch (see :mod:`sknorm._stats`)."""
+        raise NotImplementedError
+
+    def merge(self, old: State, new: State) -> State:
+        """The state of two disjoint parts of a stream, ``new`` the later."""
+        raise NotImplementedError
+
+    def owns(self, state: object) -> bool:
+        """Whether ``state`` can continue in this mode."""
+        raise NotImplementedError
+
+    def weight(self, state: State) -> NDArray[np.float64]:
+        """Total weight behind each feature's statistics."""
+        raise NotImplementedError
+
+    @staticmethod
+    def to_dict(state: Any) -> dict[str, Any]:
+        """The plain-data checkpoint form of a state of this mode."""
+        raise NotImplementedError
+
+    def mean_var(self, state: State) -> tuple[NDArray, NDArray]:
         """Published mean and variance; NaN for a feature without data."""
         return _stats.state_mean_var(state)
 
-    def publish(self, state, eps: float) -> Published:
+    def publish(self, state: State, eps: float) -> Published:
         """Everything that is published after an update, in one step."""
         kernels = compiled_kernels()
         if kernels is not None:
@@ -106,20 +141,20 @@ class StatisticsMode:
             math.isfinite(np.add.reduce(var)),
         )
 
-    def count(self, state) -> NDArray[np.int64]:
+    def count(self, state: State) -> NDArray[np.int64]:
         """Number of non-missing values seen, per feature."""
         return state.count
 
-    def n_rows(self, state) -> int:
+    def n_rows(self, state: State) -> int:
         """Number of rows seen."""
         return state.n_rows
 
-    def overflowed(self, state) -> NDArray[np.bool_]:
+    def overflowed(self, state: State) -> NDArray[np.bool_]:
         """Features whose statistics overflowed float64."""
         return _stats.overflowed(state)
 
 
-class ExactMode(StatisticsMode):
+class ExactMode(StatisticsMode[StreamState]):
     """Every sample seen, equally weighted (by its ``sample_weight``)."""
 
     name: ClassVar[str] = "exact"
@@ -130,7 +165,7 @@ class ExactMode(StatisticsMode):
     def update(
         self,
         old: StreamState,
-        X,
+        X: NDArray | SparseMatrix,
         sample_weight: NDArray | None = None,
         on_nonfinite: Callable[[], None] | None = None,
     ) -> StreamState:
@@ -148,13 +183,11 @@ class ExactMode(StatisticsMode):
             return kernels.stream_mean_var(state)
         return _stats.state_mean_var(state)
 
-    def owns(self, state) -> bool:
-        """Whether ``state`` can continue in this mode."""
+    def owns(self, state: object) -> bool:
         return isinstance(state, StreamState)
 
-    def weight(self, state) -> NDArray:
-        """Total weight behind each feature's statistics."""
-        return state.moments.weight
+    def weight(self, state: StreamState) -> NDArray[np.float64]:
+        return _stats.state_weight(state.moments)
 
     @staticmethod
     def to_dict(state: StreamState) -> dict[str, Any]:
@@ -171,10 +204,16 @@ class HalfLifeMode(ExactMode):
     name: ClassVar[str] = "half_life"
     reweights_rows: ClassVar[bool] = True
 
-    def __init__(self, half_life: float):
+    def __init__(self, half_life: float) -> None:
         self.half_life = float(half_life)
 
-    def update(self, old, X, sample_weight=None, on_nonfinite=None):
+    def update(
+        self,
+        old: StreamState,
+        X: NDArray | SparseMatrix,
+        sample_weight: NDArray | None = None,
+        on_nonfinite: Callable[[], None] | None = None,
+    ) -> StreamState:
         kernels = kernels_for(X)
         if kernels is not None:
             return kernels.update_stream(
@@ -184,24 +223,30 @@ class HalfLifeMode(ExactMode):
             old, X, self.half_life, sample_weight, on_nonfinite=on_nonfinite
         )
 
-    def merge(self, old, new):
+    def merge(self, old: StreamState, new: StreamState) -> StreamState:
         return _stats.merge_stream_states(old, new, self.half_life)
 
 
-class MomentumMode(StatisticsMode):
+class MomentumMode(StatisticsMode[EmaState]):
     """``torch.nn.BatchNorm1d``'s exponential average, one update per batch."""
 
     name: ClassVar[str] = "momentum"
     min_batch_rows: ClassVar[int] = 2
     mergeable: ClassVar[bool] = False
 
-    def __init__(self, momentum: float):
+    def __init__(self, momentum: float) -> None:
         self.momentum = float(momentum)
 
     def empty(self, n_features: int) -> EmaState:
         return _stats.empty_ema_state(n_features)
 
-    def update(self, old, X, sample_weight=None, on_nonfinite=None):
+    def update(
+        self,
+        old: EmaState,
+        X: NDArray | SparseMatrix,
+        sample_weight: NDArray | None = None,
+        on_nonfinite: Callable[[], None] | None = None,
+    ) -> EmaState:
         kernels = kernels_for(X)
         if kernels is not None:
             return kernels.update_momentum(
@@ -217,17 +262,17 @@ class MomentumMode(StatisticsMode):
             return kernels.ema_mean_var(state)
         return _stats.state_mean_var(state)
 
-    def merge(self, old, new):
+    def merge(self, old: EmaState, new: EmaState) -> EmaState:
         raise ValueError(
             "merge is not defined for the momentum mode: its statistics depend "
             "on the order of batches, not only on the data. Use the exact or "
             "half_life mode."
         )
 
-    def owns(self, state) -> bool:
+    def owns(self, state: object) -> bool:
         return isinstance(state, EmaState)
 
-    def weight(self, state) -> NDArray:
+    def weight(self, state: EmaState) -> NDArray[np.float64]:
         return state.weight
 
     @staticmethod
@@ -237,7 +282,9 @@ class MomentumMode(StatisticsMode):
         return {"kind": "momentum", **fields}
 
 
-def statistics_mode(momentum: float | None, half_life: float | None) -> StatisticsMode:
+def statistics_mode(
+    momentum: float | None, half_life: float | None
+) -> StatisticsMode[Any]:
     """The mode that BatchNormalizer's ``momentum`` and ``half_life`` select."""
     if momentum is not None and half_life is not None:
         raise ValueError(

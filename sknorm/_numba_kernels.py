@@ -510,6 +510,7 @@ def publish(state, eps):
             state.shift, m.weight, m.mean, m.var, state.count, float(eps)
         )
     count = state.count
+    samples_seen: int | np.ndarray
     if equal and count.size:
         samples_seen = int(count[0])
     else:

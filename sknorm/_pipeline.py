@@ -5,7 +5,18 @@ from __future__ import annotations
 import time
 import types
 from collections import Counter
+from collections.abc import Callable
 from functools import update_wrapper
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Concatenate,
+    Generic,
+    Literal,
+    ParamSpec,
+    TypeVar,
+    overload,
+)
 
 from sklearn.pipeline import Pipeline
 from sklearn.utils import get_tags
@@ -29,20 +40,39 @@ from ._steps import (
     step_role,
     why_final_step_cannot_stream,
 )
+from ._typing import Estimator, MatrixLike, VectorLike
+
+if TYPE_CHECKING:
+    from sklearn.utils import Tags
+    from typing_extensions import Self
+
+_T = TypeVar("_T")
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
 
 
-class _available_if_final_step_streams:  # noqa: N801  (used as a decorator)
+class _available_if_final_step_streams(Generic[_T, _P, _R]):  # noqa: N801  (a decorator)
     """Offer a method only when the pipeline's final step can follow a stream.
 
     Like ``sklearn.utils.metaestimators.available_if`` (``hasattr`` is False
     otherwise), but the AttributeError names the final step and what to use.
     """
 
-    def __init__(self, method):
+    def __init__(self, method: Callable[Concatenate[_T, _P], _R]) -> None:
         self.method = method
-        update_wrapper(self, method)
+        # update_wrapper copies the name and docstring onto any object;
+        # typeshed asks for a callable wrapper.
+        update_wrapper(self, method)  # type: ignore[arg-type]
 
-    def __get__(self, obj, owner=None):
+    @overload
+    def __get__(
+        self, obj: None, owner: type | None = None
+    ) -> Callable[Concatenate[_T, _P], _R]: ...
+
+    @overload
+    def __get__(self, obj: _T, owner: type | None = None) -> Callable[_P, _R]: ...
+
+    def __get__(self, obj: object, owner: type | None = None) -> Callable[..., _R]:
         if obj is None:
             return self.method
         reason = why_final_step_cannot_stream(obj)
@@ -226,7 +256,14 @@ class StreamingPipeline(DocumentationLink, Pipeline):
     # must stay None, so it is not a parameter here.
     transform_input = None
 
-    def __init__(self, steps, *, memory=None, verbose=False, rollback="validated"):
+    def __init__(
+        self,
+        steps: list[tuple[str, Estimator]],
+        *,
+        memory: object = None,
+        verbose: bool = False,
+        rollback: Literal["validated", "full"] = "validated",
+    ) -> None:
         self.steps = steps
         self.memory = memory
         self.verbose = verbose
@@ -237,7 +274,9 @@ class StreamingPipeline(DocumentationLink, Pipeline):
         # the steps validate their own parameters
         prefer_skip_nested_validation=False
     )
-    def partial_fit(self, X, y=None, **params):
+    def partial_fit(
+        self, X: MatrixLike, y: VectorLike | None = None, **params: Any
+    ) -> StreamingPipeline:
         """Update every step with one batch.
 
         Intermediate steps learn from the batch (``partial_fit``) and then
@@ -346,14 +385,14 @@ class StreamingPipeline(DocumentationLink, Pipeline):
                 )
         return [tuple(step) for step in steps]
 
-    def __getitem__(self, ind):
+    def __getitem__(self, ind: int | str | slice) -> Any:
         """A step by index or name, or a sub-pipeline (sharing the steps) by slice."""
         sub = super().__getitem__(ind)
         if isinstance(ind, slice):
             sub.rollback = self.rollback
         return sub
 
-    def __sklearn_is_fitted__(self):
+    def __sklearn_is_fitted__(self) -> bool:
         """Whether every step is fitted (or needs no fitting).
 
         ``Pipeline`` looks at the last step only; after ``partial_fit`` the
@@ -367,7 +406,7 @@ class StreamingPipeline(DocumentationLink, Pipeline):
         except (TypeError, ValueError):
             return False
 
-    def __sklearn_tags__(self):
+    def __sklearn_tags__(self) -> Tags:
         tags = super().__sklearn_tags__()
         try:
             estimators = [est for _, est in self.steps if not is_passthrough(est)]
@@ -380,7 +419,7 @@ class StreamingPipeline(DocumentationLink, Pipeline):
             pass  # malformed steps: fit and partial_fit report them
         return tags
 
-    def fit(self, X, y=None, **params):
+    def fit(self, X: MatrixLike, y: VectorLike | None = None, **params: Any) -> Self:
         """Fit every step on all of X, as ``Pipeline.fit`` does.
 
         If it raises, every step is left exactly as it was.
@@ -404,7 +443,12 @@ class StreamingPipeline(DocumentationLink, Pipeline):
         return all_or_nothing(self, super().fit, X, y, **params)
 
 
-def make_streaming_pipeline(*steps, memory=None, verbose=False, rollback="validated"):
+def make_streaming_pipeline(
+    *steps: Estimator,
+    memory: object = None,
+    verbose: bool = False,
+    rollback: Literal["validated", "full"] = "validated",
+) -> StreamingPipeline:
     """Build a :class:`StreamingPipeline`, naming each step after its class.
 
     Names are the lowercased class names, numbered when a class repeats

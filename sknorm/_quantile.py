@@ -9,9 +9,10 @@ sketches of :mod:`sknorm._req`.
 from __future__ import annotations
 
 from numbers import Integral
-from typing import NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
 from scipy import stats
 
 from . import _req
@@ -36,7 +37,12 @@ class QuantileState(NamedTuple):
     n_rows: int
 
 
-def quantile_map(x, quantiles, references, output_distribution="uniform"):
+def quantile_map(
+    x: ArrayLike,
+    quantiles: NDArray[np.float64],
+    references: NDArray[np.float64],
+    output_distribution: str = "uniform",
+) -> NDArray[np.float64]:
     r"""QuantileTransformer's forward map of one feature (NaN kept).
 
     .. math::
@@ -93,7 +99,12 @@ def quantile_map(x, quantiles, references, output_distribution="uniform"):
     return y
 
 
-def inverse_quantile_map(y, quantiles, references, output_distribution="uniform"):
+def inverse_quantile_map(
+    y: ArrayLike,
+    quantiles: NDArray[np.float64],
+    references: NDArray[np.float64],
+    output_distribution: str = "uniform",
+) -> NDArray[np.float64]:
     r"""QuantileTransformer's inverse map of one feature (NaN kept).
 
     ``x = interp(u; r, q)`` with ``u = y`` (uniform) or ``u = Phi(y)``
@@ -250,13 +261,13 @@ class QuantileNormalizer(StreamingNormalizer):
 
     def __init__(
         self,
-        n_quantiles=1000,
+        n_quantiles: int = 1000,
         *,
-        output_distribution="uniform",
-        sketch_size=2048,
-        random_state=None,
-        copy=True,
-    ):
+        output_distribution: Literal["uniform", "normal"] = "uniform",
+        sketch_size: int = 2048,
+        random_state: int | np.random.RandomState | None = None,
+        copy: bool = True,
+    ) -> None:
         self.n_quantiles = n_quantiles
         self.output_distribution = output_distribution
         self.sketch_size = sketch_size
@@ -319,10 +330,10 @@ class QuantileNormalizer(StreamingNormalizer):
         n_rows = int(data.pop("n_rows"))
         return QuantileState(_req.sketch_from_dict(data), n_rows)
 
-    def __setstate__(self, state):
+    def __setstate__(self, state: dict[str, Any]) -> None:
         super().__setstate__(state)
         if "_state" in self.__dict__:
-            self._quantiles_cache = {}
+            self._quantiles_cache: dict[str, Any] = {}
 
     # -- statistics ---------------------------------------------------------
 
@@ -342,7 +353,7 @@ class QuantileNormalizer(StreamingNormalizer):
         return cache["quantiles"]
 
     @property
-    def quantiles_(self):
+    def quantiles_(self) -> NDArray[np.float64]:
         """Quantiles of each feature at ``references_`` (see the class docstring)."""
         return self._quantiles().copy()
 

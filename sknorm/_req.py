@@ -109,7 +109,7 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import numpy as np
-from numpy.typing import NDArray
+from numpy.typing import ArrayLike, NDArray
 
 from ._kll import (
     _LEVEL_MASK,
@@ -355,7 +355,7 @@ def merge_sketches(
     )
 
 
-def sketch_quantiles(sketch, q: NDArray) -> Array:
+def sketch_quantiles(sketch: RelativeErrorSketch, q: ArrayLike) -> Array:
     """Quantiles of every feature, interpolated between item centres.
 
     An item of weight ``w`` whose cumulative weight (itself included) in the
@@ -513,7 +513,7 @@ def _joined(chunks: tuple[Array, ...], n_features: int) -> Array:
     return np.concatenate(chunks, axis=1)
 
 
-def sketch_ranks(sketch: RelativeErrorSketch, x: NDArray) -> NDArray[np.int64]:
+def sketch_ranks(sketch: RelativeErrorSketch, x: ArrayLike) -> NDArray[np.int64]:
     r"""Estimated number of values <= ``x[f]`` seen by each feature ``f``.
 
     :math:`\hat R(x) = \sum_h 2^h \#\{\text{items at level } h \le x\}`,
@@ -599,7 +599,14 @@ def _split(
     return kept, n_kept, promoted, pairs
 
 
-def _add_level_items(levels, counts, compactions, h, items, count) -> None:
+def _add_level_items(
+    levels: list[tuple[Array, ...]],
+    counts: list[NDArray[np.int64]],
+    compactions: list[NDArray[np.int64]],
+    h: int,
+    items: Array | None,
+    count: NDArray[np.int64],
+) -> None:
     """Append NaN-padded items (copied) to level ``h``, creating levels."""
     n_features = count.shape[0]
     while len(levels) <= h:
@@ -613,7 +620,14 @@ def _add_level_items(levels, counts, compactions, h, items, count) -> None:
     counts[h] = counts[h] + count
 
 
-def _settle(levels, counts, compactions, k, layout: _Layout, coins) -> None:
+def _settle(
+    levels: list[tuple[Array, ...]],
+    counts: list[NDArray[np.int64]],
+    compactions: list[NDArray[np.int64]],
+    k: int,
+    layout: _Layout,
+    coins: _Coins,
+) -> None:
     """Compact every over-full level, bottom up, until all hold <= k items."""
     h = 0
     while h < len(levels):

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from numbers import Integral
+from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 from scipy import stats
 
 from . import _kll
@@ -164,14 +166,14 @@ class RobustNormalizer(StreamingNormalizer):
     def __init__(
         self,
         *,
-        quantile_range=(25.0, 75.0),
-        with_centering=True,
-        with_scaling=True,
-        unit_variance=False,
-        sketch_size=512,
-        random_state=None,
-        copy=True,
-    ):
+        quantile_range: tuple[float, float] = (25.0, 75.0),
+        with_centering: bool = True,
+        with_scaling: bool = True,
+        unit_variance: bool = False,
+        sketch_size: int = 512,
+        random_state: int | np.random.RandomState | None = None,
+        copy: bool = True,
+    ) -> None:
         self.quantile_range = quantile_range
         self.with_centering = with_centering
         self.with_scaling = with_scaling
@@ -257,7 +259,7 @@ class RobustNormalizer(StreamingNormalizer):
             state["_state"] = _kll.sketch_to_dict(state.pop("_sketch"))
         return state
 
-    def __setstate__(self, state):
+    def __setstate__(self, state: dict[str, Any]) -> None:
         super().__setstate__(state)
         if "_state" in self.__dict__:
             self._statistics_cache = {"settings": self._checked_settings()}
@@ -296,13 +298,13 @@ class RobustNormalizer(StreamingNormalizer):
         return cache["center"], cache["scale"]
 
     @property
-    def center_(self):
+    def center_(self) -> NDArray[np.float64] | None:
         """Median of each feature (see the class docstring)."""
         center = self._statistics()[0]
         return None if center is None else center.copy()
 
     @property
-    def scale_(self):
+    def scale_(self) -> NDArray[np.float64] | None:
         """Quantile range of each feature (see the class docstring)."""
         scale = self._statistics()[1]
         return None if scale is None else scale.copy()
@@ -336,5 +338,7 @@ class RobustNormalizer(StreamingNormalizer):
             else:
                 center_hi, center_lo = center, None
             inv_scale = None if scale is None else (1.0 / scale).astype(dtype)
-            constants = cache[dtype] = (center_hi, center_lo, inv_scale)
+            constants = (center_hi, center_lo, inv_scale)
+            # The cache exists: _statistics raised otherwise.
+            self.__dict__["_statistics_cache"][dtype] = constants
         return constants

@@ -10,6 +10,7 @@ from __future__ import annotations
 import types
 import weakref
 from functools import partial
+from typing import Any
 
 import numpy as np
 import sklearn.linear_model
@@ -69,7 +70,7 @@ class _JournalMemory:
     (learned when a guarded write was refused), copied from then on.
     """
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.buffers: list[np.ndarray] = []
         self.written: set[tuple] = set()
 
@@ -143,7 +144,9 @@ class RollbackJournal:
         self._arrays: list[tuple[np.ndarray, np.ndarray]] = []
         self._guarded: list[np.ndarray] = []
         self._guardable: list[tuple[np.ndarray, np.ndarray, tuple]] = []
-        self._generators: list[tuple[object, object]] = []
+        self._generators: list[
+            tuple[np.random.RandomState | np.random.BitGenerator, Any]
+        ] = []
 
     @property
     def guarded(self) -> bool:
@@ -263,9 +266,9 @@ class RollbackJournal:
                 del items[length:]
             else:
                 items[:] = kept
-        for target, kept in self._dicts:
+        for target, contents in self._dicts:
             target.clear()
-            target.update(kept)
+            target.update(contents)
         for generator, state in self._generators:
             if isinstance(generator, np.random.RandomState):
                 generator.set_state(state)

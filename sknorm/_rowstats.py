@@ -31,6 +31,7 @@ from numpy.typing import NDArray
 
 from ._config import kernels_for
 from ._floats import scale_from_var
+from ._typing import NamespaceArray, SparseMatrix
 
 Array = NDArray[np.float64]
 
@@ -52,11 +53,12 @@ class GroupStats(NamedTuple):
     ``center`` is the value subtracted from the group (its mean, or 0 when
     ``with_mean=False``) and ``scale`` the value it was then divided by
     (``sqrt(var + eps)``, or 1 when ``with_std=False``). A row is recovered as
-    ``x = z * scale + center``.
+    ``x = z * scale + center``. For an array of another library (array API
+    dispatch), they are arrays of that library, on X's device.
     """
 
-    center: Array
-    scale: Array
+    center: NamespaceArray
+    scale: NamespaceArray
 
 
 def _group_rows(X: NDArray, n_groups: int) -> Array:
@@ -89,13 +91,13 @@ def dense_group_moments(
         Where X is NaN; None when nothing is.
     """
     d = _group_rows(X, n_groups)
-    missing = np.isnan(d)
-    if missing.any():
-        d[missing] = 0.0
-        count = d.shape[2] - missing.sum(axis=2)
-    else:
-        missing = None
-        count = d.shape[2]
+    nan = np.isnan(d)
+    missing: NDArray[np.bool_] | None = None
+    count: NDArray[np.intp] | int = d.shape[2]
+    if nan.any():
+        d[nan] = 0.0
+        count = d.shape[2] - nan.sum(axis=2)
+        missing = nan
     with np.errstate(invalid="ignore", divide="ignore"):
         mean = d.sum(axis=2) / count
         d -= mean[..., np.newaxis]
@@ -105,7 +107,9 @@ def dense_group_moments(
     return mean, var, d, missing
 
 
-def sparse_group_moments(X, n_groups: int) -> tuple[Array, Array, NDArray[np.intp]]:
+def sparse_group_moments(
+    X: SparseMatrix, n_groups: int
+) -> tuple[Array, Array, NDArray[np.intp]]:
     """Mean and biased variance of each group of each row of a CSR matrix.
 
     Implicit zeros are values; stored NaNs are missing. The squared
@@ -193,7 +197,9 @@ def normalize_dense_groups(
     return z, GroupStats(center, scale)
 
 
-def normalize_sparse_groups(X, n_groups: int, eps: float, with_std: bool):
+def normalize_sparse_groups(
+    X: SparseMatrix, n_groups: int, eps: float, with_std: bool
+) -> tuple[SparseMatrix, GroupStats]:
     """Scale (never center) each group of each row of a CSR matrix.
 
     Returns a new float64 CSR matrix with the sparsity pattern of X, and the
@@ -219,7 +225,7 @@ def invert_dense_groups(Z: NDArray, stats: GroupStats) -> Array:
     return x.reshape(n_samples, n_features)
 
 
-def invert_sparse_groups(Z, stats: GroupStats):
+def invert_sparse_groups(Z: SparseMatrix, stats: GroupStats) -> SparseMatrix:
     """``z * scale`` for each group of each row of a CSR matrix (center is 0)."""
     n_groups = stats.scale.shape[1]
     X = Z.astype(np.float64, copy=True)

@@ -32,13 +32,18 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import NamedTuple, ParamSpec, TypeVar, cast
 
 import numpy as np
 import scipy.sparse as sp
 from numpy.typing import NDArray
 
+from ._typing import SparseMatrix
+
 Array = NDArray[np.float64]
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
 
 __all__ = [
     "Moments",
@@ -47,6 +52,7 @@ __all__ = [
     "batch_moments",
     "sparse_batch_moments",
     "merge_moments",
+    "state_weight",
     "decay_moments",
     "rebase_moments",
     "half_life_row_weights",
@@ -66,9 +72,9 @@ __all__ = [
 # statistic that overflows is reported by the caller (see ``overflowed``),
 # not by floating-point warnings from deep inside. One context per call, made
 # afresh: NumPy 1.x keeps an errstate's saved state on the instance.
-def _silent(func):
+def _silent(func: Callable[_P, _R]) -> Callable[_P, _R]:
     @functools.wraps(func)
-    def silent(*args, **kwargs):
+    def silent(*args: _P.args, **kwargs: _P.kwargs) -> _R:
         with np.errstate(over="ignore", invalid="ignore"):
             return func(*args, **kwargs)
 
@@ -82,11 +88,27 @@ class Moments(NamedTuple):
     ``x - shift`` and ``var`` the weighted mean of squared deviations from that
     mean (the biased variance). A feature with ``weight == 0`` has
     ``mean == var == 0``.
+
+    The moments of one batch without NaN hold a single float ``weight``, the
+    same for every feature (it broadcasts in every formula here); a state's
+    moments always hold one weight per feature (:func:`state_weight`).
+    :mod:`sknorm._xp` keeps arrays of other namespaces in the same fields.
     """
 
-    weight: Array
+    weight: Array | float
     mean: Array
     var: Array
+
+
+def state_weight(moments: Moments) -> Array:
+    """The weights of moments that are known to hold one per feature.
+
+    Those of a state, or of blocks stacked row by row: only a batch's own
+    moments may hold one float weight, and merging them into per-feature
+    weights gives per-feature weights. A type checker cannot follow that
+    reasoning, so this says it once.
+    """
+    return cast(Array, moments.weight)
 
 
 # Bytes of float64 work per block of rows: small enough to stay in a core's
@@ -144,9 +166,9 @@ def batch_moments(
     """
     moments, count = _batch_moments(X, shift, sample_weight, on_nonfinite)
     n_features = X.shape[1]
-    if np.ndim(moments.weight) == 0:
+    if isinstance(moments.weight, float):
         moments = moments._replace(weight=np.full(n_features, moments.weight))
-    if np.ndim(count) == 0:
+    if isinstance(count, int):
         count = np.full(n_features, count, dtype=np.int64)
     return moments, count
 
@@ -162,8 +184,10 @@ def _batch_moments(
     n_samples, n_features = X.shape
     rows = block_rows(n_features)
     if n_samples <= rows:
-        moments, count, _ = _block_moments(X, shift, sample_weight, None, on_nonfinite)
-        return moments, count
+        moments, block_count, _ = _block_moments(
+            X, shift, sample_weight, None, on_nonfinite
+        )
+        return moments, block_count
     n_blocks = -(-n_samples // rows)
     work = np.empty((rows, n_features))
     weight = np.empty((n_blocks, n_features))
@@ -180,27 +204,27 @@ def _batch_moments(
             on_nonfinite = None  # called once per batch
         weight[i], mean[i], var[i] = block
         count += block_count
-    return _merge_blocks(Moments(weight, mean, var)), count
+    return _merge_blocks(weight, mean, var), count
 
 
-def _merge_blocks(blocks: Moments) -> Moments:
-    """Merge the rows of stacked block moments, pairwise, into one ``Moments``."""
-    while blocks.weight.shape[0] > 1:
-        n_blocks = blocks.weight.shape[0]
+def _merge_blocks(weight: Array, mean: Array, var: Array) -> Moments:
+    """Merge block moments stacked row by row, pairwise, into one ``Moments``."""
+    while weight.shape[0] > 1:
+        n_blocks = weight.shape[0]
         even = n_blocks - n_blocks % 2
         merged = merge_moments(
-            Moments(*(a[0:even:2] for a in blocks)),
-            Moments(*(a[1:even:2] for a in blocks)),
+            Moments(weight[0:even:2], mean[0:even:2], var[0:even:2]),
+            Moments(weight[1:even:2], mean[1:even:2], var[1:even:2]),
         )
+        blocks = (state_weight(merged), merged.mean, merged.var)
         if n_blocks % 2:
-            merged = Moments(
-                *(
-                    np.concatenate([a, b[-1:]])
-                    for a, b in zip(merged, blocks, strict=True)
-                )
+            blocks = (
+                np.concatenate([blocks[0], weight[-1:]]),
+                np.concatenate([blocks[1], mean[-1:]]),
+                np.concatenate([blocks[2], var[-1:]]),
             )
-        blocks = merged
-    return Moments(*(a[0] for a in blocks))
+        weight, mean, var = blocks
+    return Moments(weight[0], mean[0], var[0])
 
 
 def _block_moments(
@@ -209,15 +233,13 @@ def _block_moments(
     sample_weight: Array | None,
     work: Array | None = None,
     on_nonfinite: Callable[[], None] | None = None,
-    nan_aware: bool = True,
-) -> tuple[Moments | None, NDArray[np.int64] | int | None, bool]:
+) -> tuple[Moments, NDArray[np.int64] | int, bool]:
     """Two-pass moments of one block; also whether its column sums were finite.
 
     ``work``, if given, is a float64 array of X's shape that the block's
     deviations are written to. ``on_nonfinite`` is called before a block whose
-    sums are not finite is accumulated; with ``nan_aware=False`` such a block
-    gives ``(None, None, False)`` instead. Without NaN, the weight and the
-    count are the same for every feature and are returned as scalars.
+    sums are not finite is accumulated. Without NaN, the weight and the count
+    are the same for every feature and are returned as scalars.
     """
     n_samples = X.shape[0]
     w = _ONES[:n_samples] if sample_weight is None else sample_weight
@@ -238,24 +260,22 @@ def _block_moments(
         d -= mean
         return Moments(weight, mean, _mean_square(w, d, weight)), n_samples, True
 
-    if not nan_aware:
-        return None, None, False
     if on_nonfinite is not None:
         on_nonfinite()
     present = ~np.isnan(d)
     count = present.sum(axis=0, dtype=np.int64)
     d[~present] = 0.0
     if sample_weight is None:
-        weight = count.astype(np.float64)
+        weights = count.astype(np.float64)
     else:
-        weight = np.dot(w, present)
-    mean = _safe_divide(np.dot(w, d), weight)
+        weights = np.dot(w, present)
+    mean = _safe_divide(np.dot(w, d), weights)
     d -= mean
     d[~present] = 0.0
-    return Moments(weight, mean, _mean_square(w, d, weight)), count, False
+    return Moments(weights, mean, _mean_square(w, d, weights)), count, False
 
 
-def _mean_square(w: Array, d: Array, weight) -> Array:
+def _mean_square(w: Array, d: Array, weight: Array | float) -> Array:
     """``sum_i w_i d_i**2 / weight`` per column, overwriting ``d``.
 
     A deviation beyond about 1.3e154 has a square that overflows float64 even
@@ -271,14 +291,14 @@ def _mean_square(w: Array, d: Array, weight) -> Array:
     sub = d[:, columns]
     _, exponent = np.frexp(np.nanmax(np.abs(sub), axis=0, initial=0.0))
     scaled = np.ldexp(sub, -exponent)
-    scaled_weight = weight if np.ndim(weight) == 0 else weight[columns]
+    scaled_weight = weight if isinstance(weight, float) else weight[columns]
     mean_square = _safe_divide(np.dot(w, np.square(scaled)), scaled_weight)
     result[columns] = np.ldexp(mean_square, 2 * exponent)
     return result
 
 
 def sparse_batch_moments(
-    X, sample_weight: Array | None = None
+    X: SparseMatrix, sample_weight: Array | None = None
 ) -> tuple[Moments, NDArray[np.int64]]:
     """Moments of a scipy.sparse batch at shift 0, in O(nnz) time and memory.
 
@@ -369,8 +389,11 @@ def half_life_row_weights(n_rows: int, half_life: float) -> Array:
     return np.exp2(-age / half_life)
 
 
-def _safe_divide(num: Array, den: Array) -> Array:
-    """``num / den`` with 0 where ``den == 0`` (an empty set has zero moments)."""
+def _safe_divide(num: NDArray | float, den: NDArray | float) -> Array:
+    """``num / den`` with 0 where ``den == 0`` (an empty set has zero moments).
+
+    At least one of them is an array, of float64 values (or integers).
+    """
     if np.count_nonzero(den) == np.size(den):
         return np.true_divide(num, den)
     out = np.zeros(np.broadcast_shapes(np.shape(num), np.shape(den)))
@@ -419,7 +442,9 @@ class StreamState(NamedTuple):
 
     shift: Array
     moments: Moments
-    count: NDArray[np.int64]
+    # A field named like the method tuple.count, which it replaces (checkpoints
+    # name it so); mypy takes that for an incompatible override.
+    count: NDArray[np.int64]  # type: ignore[assignment]
     n_rows: int
 
 
@@ -434,10 +459,10 @@ def empty_stream_state(n_features: int) -> StreamState:
 def _batch_at(
     shift: Array,
     has_data: NDArray,
-    X,
+    X: NDArray | SparseMatrix,
     sample_weight: Array | None,
     on_nonfinite: Callable[[], None] | None = None,
-) -> tuple[Array, Moments, NDArray[np.int64]]:
+) -> tuple[Array, Moments, NDArray[np.int64] | int]:
     """Anchor the features without data, then take the batch's moments there.
 
     ``has_data`` is nonzero for the features that have statistics (a weight
@@ -449,8 +474,8 @@ def _batch_at(
     if not isinstance(X, np.ndarray) and sp.issparse(X):
         shift = np.where(has_data, shift, 0.0)
         zero = np.zeros_like(shift)
-        moments, count = sparse_batch_moments(X, sample_weight)
-        return shift, rebase_moments(moments, zero, shift), count
+        moments, sparse_count = sparse_batch_moments(X, sample_weight)
+        return shift, rebase_moments(moments, zero, shift), sparse_count
     shift = _anchor(shift, has_data, X)
     moments, count = _batch_moments(X, shift, sample_weight, on_nonfinite)
     return shift, moments, count
@@ -458,13 +483,13 @@ def _batch_at(
 
 def _absorb(
     old: StreamState,
-    X,
+    X: NDArray | SparseMatrix,
     sample_weight: Array | None,
     on_nonfinite: Callable[[], None] | None = None,
 ) -> StreamState:
     """Re-anchor empty features on ``X``, then merge its moments into ``old``."""
     shift, new, count = _batch_at(
-        old.shift, old.moments.weight, X, sample_weight, on_nonfinite
+        old.shift, state_weight(old.moments), X, sample_weight, on_nonfinite
     )
     old_moments = old.moments
     if shift is not old.shift:
@@ -480,7 +505,7 @@ def _absorb(
 @_silent
 def update_exact(
     old: StreamState,
-    X: NDArray,
+    X: NDArray | SparseMatrix,
     sample_weight: Array | None = None,
     *,
     on_nonfinite: Callable[[], None] | None = None,
@@ -546,7 +571,7 @@ def _clean_block_moments(
 @_silent
 def update_half_life(
     old: StreamState,
-    X: NDArray,
+    X: NDArray | SparseMatrix,
     half_life: float,
     sample_weight: Array | None = None,
     *,
@@ -606,7 +631,8 @@ class EmaState(NamedTuple):
     mean_updates: NDArray[np.int64]
     var_updates: NDArray[np.int64]
     weight: Array
-    count: NDArray[np.int64]
+    # As StreamState.count: the field replaces the method tuple.count.
+    count: NDArray[np.int64]  # type: ignore[assignment]
     n_rows: int
 
 
@@ -620,7 +646,7 @@ def empty_ema_state(n_features: int) -> EmaState:
 @_silent
 def update_momentum(
     old: EmaState,
-    X: NDArray,
+    X: NDArray | SparseMatrix,
     momentum: float,
     sample_weight: Array | None = None,
     *,
@@ -727,10 +753,11 @@ def state_mean_var(state: StreamState | EmaState) -> tuple[Array, Array]:
         mean = np.where(state.mean_updates > 0, state.shift + state.mean, np.nan)
         return mean, np.where(state.var_updates > 0, state.var, np.nan)
     m = state.moments
-    if np.count_nonzero(m.weight) == m.weight.size:
+    weight = state_weight(m)
+    if np.count_nonzero(weight) == weight.size:
         # Every feature has data; merge_moments never makes var negative.
         return state.shift + m.mean, m.var.copy()
-    has_data = m.weight > 0
+    has_data = weight > 0
     return (
         np.where(has_data, state.shift + m.mean, np.nan),
         np.where(has_data, np.maximum(m.var, 0.0), np.nan),

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import math
 import numbers
+from typing import overload
 
 import numpy as np
 import scipy.sparse as sp
+from numpy.typing import ArrayLike
 from sklearn import get_config
 from sklearn.utils import assert_all_finite
 
@@ -91,7 +93,15 @@ def format_indices(indices, limit: int = 10) -> str:
     return shown + (" ..." if len(indices) > limit else "")
 
 
-def check_sample_weight(sample_weight, n_samples: int) -> np.ndarray | None:
+@overload
+def check_sample_weight(sample_weight: None, n_samples: int) -> None: ...
+
+
+@overload
+def check_sample_weight(sample_weight: object, n_samples: int) -> np.ndarray: ...
+
+
+def check_sample_weight(sample_weight: object, n_samples: int) -> np.ndarray | None:
     """Return ``sample_weight`` as a float64 array of shape (n_samples,), or None.
 
     Raises
@@ -104,7 +114,9 @@ def check_sample_weight(sample_weight, n_samples: int) -> np.ndarray | None:
     if sample_weight is None:
         return None
     if isinstance(sample_weight, numbers.Number):
-        return np.full(n_samples, float(sample_weight))
+        # numbers.Number declares no __float__; float() of a complex number
+        # raises the TypeError it should.
+        return np.full(n_samples, float(sample_weight))  # type: ignore[arg-type]
     try:
         w = np.asarray(sample_weight)
     except Exception as exc:  # e.g. ragged lists
@@ -171,7 +183,7 @@ def check_no_infinity(X) -> None:
     raise infinity_error(bad.any(axis=0))
 
 
-def infinity_error(infinite_columns: np.ndarray) -> ValueError:
+def infinity_error(infinite_columns: ArrayLike) -> ValueError:
     """The error for infinity in X, given which features hold one."""
     columns = np.flatnonzero(infinite_columns)
     return ValueError(

@@ -45,10 +45,23 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeAlias
 
 from ._compat import array_device, array_namespace, real_float_dtypes, to_numpy
-from ._stats import EmaState, Moments, StreamState, block_rows
+from ._stats import EmaState, Moments, StreamState, block_rows, state_weight
+from ._typing import ArrayNamespace, NamespaceArray
+
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
+
+# The state tuples of sknorm._stats hold arrays of a space's namespace here
+# (or float32 (hi, lo) pairs of them). Their field annotations describe the
+# NumPy states, and a NamedTuple cannot be generic before Python 3.11, so
+# these states are Any to a type checker; the names say which tuple is meant.
+XpMoments: TypeAlias = Any
+XpStreamState: TypeAlias = Any
+XpEmaState: TypeAlias = Any
 
 __all__ = [
     "Space",
@@ -88,8 +101,8 @@ class NumpyViews(NamedTuple):
     only: no autograd history), ``from_numpy(a)`` an array of the namespace
     on ``a``'s memory. Writing into either changes the other."""
 
-    to_numpy: Callable[[Any], Any]
-    from_numpy: Callable[[Any], Any]
+    to_numpy: Callable[[NamespaceArray], np.ndarray]
+    from_numpy: Callable[[np.ndarray], NamespaceArray]
 
 
 class Space(NamedTuple):
@@ -105,10 +118,10 @@ class Space(NamedTuple):
     of the space, or None (see :func:`numpy_views`).
     """
 
-    xp: Any
+    xp: ArrayNamespace
     device: Any
     dtype: Any
-    input_dtypes: tuple
+    input_dtypes: tuple[Any, ...]
     array_type: type
     host_memory: bool = False
     numpy_views: NumpyViews | None = None
@@ -125,7 +138,7 @@ class Space(NamedTuple):
             "array_api_compat."
         )
 
-    def holds(self, X) -> bool:
+    def holds(self, X: object) -> bool:
         """Whether X is an array of this namespace on this device."""
         if type(X) is not self.array_type:
             return False
@@ -157,7 +170,7 @@ class ArrayState(NamedTuple):
     facts: Any = None
 
 
-def space_of(X) -> Space:
+def space_of(X: NamespaceArray) -> Space:
     """The :class:`Space` of an array X of any array API namespace."""
     xp = array_namespace(X)
     device = array_device(X)
@@ -167,7 +180,7 @@ def space_of(X) -> Space:
     return Space(xp, device, dtypes[0], dtypes, type(X), host_memory, views)
 
 
-def numpy_views(xp, device) -> NumpyViews | None:
+def numpy_views(xp: ArrayNamespace, device: Any) -> NumpyViews | None:
     """The :class:`NumpyViews` of ``xp`` arrays on ``device``, or None.
 
     Only PyTorch's CPU tensors have them: ``tensor.numpy()`` and
@@ -188,17 +201,17 @@ def numpy_views(xp, device) -> NumpyViews | None:
 def _torch_views() -> NumpyViews:
     import torch  # already imported: a tensor brought us here
 
-    def to_numpy(X):
+    def to_numpy(X: torch.Tensor) -> np.ndarray:
         return (X.detach() if X.requires_grad else X).numpy()
 
-    def from_numpy(a):
+    def from_numpy(a: np.ndarray) -> torch.Tensor:
         # A read-only array would make PyTorch warn (tensors are writable).
         return torch.from_numpy(a if a.flags.writeable else a.copy())
 
     return NumpyViews(to_numpy, from_numpy)
 
 
-def read_report(report: dict) -> dict:
+def read_report(report: dict[str, Any]) -> dict[str, Any]:
     """The values of a report, with one device-to-host transfer at most.
 
     Entries that are Python numbers are kept; 0-d device arrays (bool or
@@ -233,7 +246,12 @@ def read_report(report: dict) -> dict:
 # -- helpers ----------------------------------------------------------------------
 
 
-def _where(xp, condition, x1, x2):
+def _where(
+    xp: ArrayNamespace,
+    condition: NamespaceArray,
+    x1: NamespaceArray,
+    x2: NamespaceArray,
+) -> NamespaceArray:
     """``xp.where`` that also takes a Python number for ``x1`` or ``x2``
     (array API 2023.12, which older scikit-learn asks of array-api-strict,
     does not)."""
@@ -244,21 +262,21 @@ def _where(xp, condition, x1, x2):
     return xp.where(condition, x1, x2)
 
 
-def _nonzero(xp, den):
+def _nonzero(xp: ArrayNamespace, den: NamespaceArray) -> NamespaceArray:
     """``den`` with its zeros replaced by 1 (a zero weight gives zero moments)."""
     return _where(xp, den == 0, 1.0, den)
 
 
-def _ones(space: Space, n: int):
+def _ones(space: Space, n: int) -> NamespaceArray:
     return space.xp.ones(n, dtype=space.dtype, device=space.device)
 
 
-def _detached(X):
+def _detached(X: NamespaceArray) -> NamespaceArray:
     """X without autograd history (statistics are constants of the data)."""
     return X.detach() if getattr(X, "requires_grad", False) else X
 
 
-def _copy(xp, X):
+def _copy(xp: ArrayNamespace, X: NamespaceArray) -> NamespaceArray:
     """A copy of X that keeps its autograd history (for ``transform``)."""
     clone = getattr(X, "clone", None)
     return clone() if clone is not None else xp.asarray(X, copy=True)
@@ -268,21 +286,25 @@ def _copy(xp, X):
 # IEEE arithmetic without reassociation, which every eager array library has.
 
 
-def _two_sum(a, b):
+def _two_sum(
+    a: NamespaceArray, b: NamespaceArray
+) -> tuple[NamespaceArray, NamespaceArray]:
     """``(s, e)`` with ``s = fl(a + b)`` and ``s + e == a + b`` exactly (Knuth)."""
     s = a + b
     b_virtual = s - a
     return s, (a - (s - b_virtual)) + (b - b_virtual)
 
 
-def _split(a):
+def _split(a: NamespaceArray) -> tuple[NamespaceArray, NamespaceArray]:
     """Dekker's split of a float32 into two halves of 12 significant bits."""
     c = 4097.0 * a
     hi = c - (c - a)
     return hi, a - hi
 
 
-def _two_product(a, b):
+def _two_product(
+    a: NamespaceArray, b: NamespaceArray
+) -> tuple[NamespaceArray, NamespaceArray]:
     """``(p, e)`` with ``p = fl(a * b)`` and ``p + e == a * b`` exactly (Dekker)."""
     p = a * b
     a_hi, a_lo = _split(a)
@@ -290,7 +312,9 @@ def _two_product(a, b):
     return p, ((a_hi * b_hi - p) + a_hi * b_lo + a_lo * b_hi) + a_lo * b_lo
 
 
-def _pair_add(xp, pair, x):
+def _pair_add(
+    xp: ArrayNamespace, pair: NamespaceArray, x: NamespaceArray | float
+) -> NamespaceArray:
     """The (hi, lo) pair of ``(pair[0] + pair[1]) + x``, renormalized."""
     s, e = _two_sum(pair[0, ...], x)
     lo = pair[1, ...] + e
@@ -298,17 +322,19 @@ def _pair_add(xp, pair, x):
     return xp.stack([hi, lo - (hi - s)])
 
 
-def _pair_scale(xp, pair, factor: float):
+def _pair_scale(
+    xp: ArrayNamespace, pair: NamespaceArray, factor: float
+) -> NamespaceArray:
     """The (hi, lo) pair of ``(pair[0] + pair[1]) * factor``, renormalized
     (``factor`` rounded to the pair's dtype)."""
-    factor = xp.asarray(factor, dtype=pair.dtype, device=pair.device)
-    p, e = _two_product(pair[0, ...], factor)
-    lo = pair[1, ...] * factor + e
+    rounded = xp.asarray(factor, dtype=pair.dtype, device=pair.device)
+    p, e = _two_product(pair[0, ...], rounded)
+    lo = pair[1, ...] * rounded + e
     hi = p + lo
     return xp.stack([hi, lo - (hi - p)])
 
 
-def _value(x):
+def _value(x: NamespaceArray) -> NamespaceArray:
     """A (hi, lo) pair collapsed to one array; anything else as it is."""
     return x[0, ...] + x[1, ...] if getattr(x, "ndim", 0) == 2 else x
 
@@ -322,12 +348,12 @@ def _moment_shape(space: Space, n_features: int) -> tuple[int, ...]:
 
 def batch_moments(
     space: Space,
-    X,
-    shift,
-    sample_weight=None,
+    X: NamespaceArray,
+    shift: NamespaceArray,
+    sample_weight: NamespaceArray | None = None,
     *,
     careful: bool = False,
-) -> tuple[Moments, Any, Any]:
+) -> tuple[XpMoments, Any, Any]:
     """Moments of ``X - shift``, in two passes per block of rows.
 
     ``careful=False`` is the fast path, for a batch believed to hold neither
@@ -395,7 +421,14 @@ def batch_moments(
     return Moments(weight, mean, var), count, guard
 
 
-def _block_moments(space: Space, X, shift, sample_weight, careful: bool, work=None):
+def _block_moments(
+    space: Space,
+    X: NamespaceArray,
+    shift: NamespaceArray,
+    sample_weight: NamespaceArray | None,
+    careful: bool,
+    work: NamespaceArray | None = None,
+) -> tuple[XpMoments, Any, Any]:
     """Moments of one block (see :func:`batch_moments`); ``work``, if given,
     is an array of at least X's shape in the accumulation dtype to compute in."""
     xp = space.xp
@@ -444,7 +477,12 @@ def _block_moments(space: Space, X, shift, sample_weight, careful: bool, work=No
     return Moments(weight, mean, sums(space, w, d) / divisor), count, None
 
 
-def _wide_block_moments(space: Space, X, shift, work=None):
+def _wide_block_moments(
+    space: Space,
+    X: NamespaceArray,
+    shift: NamespaceArray,
+    work: NamespaceArray | None = None,
+) -> tuple[XpMoments, int, None]:
     """The fast path's moments of a large block of float32 data in float64.
 
     The first pass sums the values themselves rather than ``x - shift``: a
@@ -472,7 +510,9 @@ def _wide_block_moments(space: Space, X, shift, work=None):
 _SMALL_BLOCK = 256
 
 
-def _dot_column_sums(space: Space, w, d):
+def _dot_column_sums(
+    space: Space, w: NamespaceArray | None, d: NamespaceArray
+) -> NamespaceArray:
     """``sum_i w_i d_i`` per column (``w`` None for ones), as a matrix
     product: fast on every device, and float64 makes its rounding moot."""
     if w is None:
@@ -480,7 +520,9 @@ def _dot_column_sums(space: Space, w, d):
     return w @ d
 
 
-def _pairwise_column_sums(space: Space, w, d):
+def _pairwise_column_sums(
+    space: Space, w: NamespaceArray | None, d: NamespaceArray
+) -> NamespaceArray:
     """``sum_i w_i d_i`` per column by pairwise summation, whose rounding
     error grows as ``log2(n)`` rather than ``n``: float32 accumulation must
     not depend on how a library orders its sums."""
@@ -493,7 +535,7 @@ def _pairwise_column_sums(space: Space, w, d):
     return a[0, ...]
 
 
-def merge_moments(space: Space, old: Moments, new: Moments) -> Moments:
+def merge_moments(space: Space, old: XpMoments, new: XpMoments) -> XpMoments:
     """Combine the moments of two disjoint sets of samples (same shift).
 
     The formula of :func:`sknorm._stats.merge_moments`::
@@ -528,7 +570,7 @@ def merge_moments(space: Space, old: Moments, new: Moments) -> Moments:
     return Moments(weight, mean, var)
 
 
-def _merge_compensated(xp, old: Moments, new: Moments) -> Moments:
+def _merge_compensated(xp: ArrayNamespace, old: XpMoments, new: XpMoments) -> XpMoments:
     if getattr(new.weight, "ndim", 0) == 2:
         weight = _pair_add(
             xp, _pair_add(xp, old.weight, new.weight[0, ...]), new.weight[1, ...]
@@ -546,7 +588,7 @@ def _merge_compensated(xp, old: Moments, new: Moments) -> Moments:
     return Moments(weight, mean, _pair_add(xp, old.var, increment))
 
 
-def _decay(space: Space, moments: Moments, factor: float) -> Moments:
+def _decay(space: Space, moments: XpMoments, factor: float) -> XpMoments:
     """Scale every weight by ``factor``; a weight that underflows empties its set."""
     xp = space.xp
     if space.compensated:
@@ -562,7 +604,7 @@ def _decay(space: Space, moments: Moments, factor: float) -> Moments:
     )
 
 
-def _has_data(state) -> Any:
+def _has_data(state: XpStreamState | XpEmaState) -> NamespaceArray:
     """Features that have statistics: a weight, or a momentum update."""
     if isinstance(state, EmaState):
         return state.mean_updates > 0
@@ -570,7 +612,9 @@ def _has_data(state) -> Any:
     return (weight[0, ...] if weight.ndim == 2 else weight) > 0
 
 
-def _anchor(space: Space, shift, has_data, X):
+def _anchor(
+    space: Space, shift: NamespaceArray, has_data: NamespaceArray, X: NamespaceArray
+) -> NamespaceArray:
     """The shift, with every feature that has no data yet anchored at its
     first non-NaN value in X (0 if it has none), as
     :func:`sknorm._stats._anchor` chooses it, without leaving the device."""
@@ -587,7 +631,7 @@ def _anchor(space: Space, shift, has_data, X):
 # -- exact and half-life modes -------------------------------------------------------
 
 
-def empty_stream_state(space: Space, n_features: int) -> StreamState:
+def empty_stream_state(space: Space, n_features: int) -> XpStreamState:
     """The state of a stream that has seen nothing."""
     xp = space.xp
     zeros = xp.zeros(
@@ -601,7 +645,14 @@ def empty_stream_state(space: Space, n_features: int) -> StreamState:
     )
 
 
-def _absorb(space, old: StreamState, X, sample_weight, settled: bool, careful: bool):
+def _absorb(
+    space: Space,
+    old: XpStreamState,
+    X: NamespaceArray,
+    sample_weight: NamespaceArray | None,
+    settled: bool,
+    careful: bool,
+) -> tuple[XpStreamState, Any]:
     """Anchor the features without data, then merge the batch's moments.
 
     A feature without data has zero moments, so its re-anchoring needs no
@@ -620,13 +671,13 @@ def _absorb(space, old: StreamState, X, sample_weight, settled: bool, careful: b
 
 def update_exact(
     space: Space,
-    old: StreamState,
-    X,
-    sample_weight=None,
+    old: XpStreamState,
+    X: NamespaceArray,
+    sample_weight: NamespaceArray | None = None,
     *,
     settled: bool = False,
     careful: bool = False,
-) -> tuple[StreamState, Any]:
+) -> tuple[XpStreamState, Any]:
     """Exact mode: the statistics of every sample seen (see
     :func:`sknorm._stats.update_exact`).
 
@@ -637,7 +688,9 @@ def update_exact(
     return _absorb(space, old, _detached(X), sample_weight, settled, careful)
 
 
-def half_life_row_weights(space: Space, n_rows: int, half_life: float):
+def half_life_row_weights(
+    space: Space, n_rows: int, half_life: float
+) -> NamespaceArray:
     """Weights ``2**(-age / half_life)`` of a batch's rows, the last row newest."""
     xp = space.xp
     age = xp.arange(n_rows - 1, -1, -1, dtype=space.dtype, device=space.device)
@@ -646,14 +699,14 @@ def half_life_row_weights(space: Space, n_rows: int, half_life: float):
 
 def update_half_life(
     space: Space,
-    old: StreamState,
-    X,
+    old: XpStreamState,
+    X: NamespaceArray,
     half_life: float,
-    sample_weight=None,
+    sample_weight: NamespaceArray | None = None,
     *,
     settled: bool = False,
     careful: bool = False,
-) -> tuple[StreamState, Any]:
+) -> tuple[XpStreamState, Any]:
     """Half-life mode: a sample of age ``a`` rows has weight
     ``2**(-a / half_life)`` (see :func:`sknorm._stats.update_half_life`)."""
     n_rows = X.shape[0]
@@ -667,8 +720,11 @@ def update_half_life(
 
 
 def merge_stream_states(
-    space: Space, old: StreamState, new: StreamState, half_life: float | None = None
-) -> StreamState:
+    space: Space,
+    old: XpStreamState,
+    new: XpStreamState,
+    half_life: float | None = None,
+) -> XpStreamState:
     """Combine the states of two disjoint parts of a stream (``new`` later,
     which matters with ``half_life``), as
     :func:`sknorm._stats.merge_stream_states`."""
@@ -686,7 +742,12 @@ def merge_stream_states(
     return StreamState(shift, merged, old.count + new.count, old.n_rows + new.n_rows)
 
 
-def _rebase(space: Space, moments: Moments, old_shift, new_shift) -> Moments:
+def _rebase(
+    space: Space,
+    moments: XpMoments,
+    old_shift: NamespaceArray,
+    new_shift: NamespaceArray,
+) -> XpMoments:
     """Moments relative to ``old_shift`` expressed relative to ``new_shift``."""
     xp = space.xp
     if space.compensated:
@@ -702,7 +763,7 @@ def _rebase(space: Space, moments: Moments, old_shift, new_shift) -> Moments:
 # -- momentum mode ---------------------------------------------------------------------
 
 
-def empty_ema_state(space: Space, n_features: int) -> EmaState:
+def empty_ema_state(space: Space, n_features: int) -> XpEmaState:
     """The momentum state of a stream that has seen nothing."""
     xp = space.xp
     zeros = xp.zeros(n_features, dtype=space.dtype, device=space.device)
@@ -712,14 +773,14 @@ def empty_ema_state(space: Space, n_features: int) -> EmaState:
 
 def update_momentum(
     space: Space,
-    old: EmaState,
-    X,
+    old: XpEmaState,
+    X: NamespaceArray,
     momentum: float,
-    sample_weight=None,
+    sample_weight: NamespaceArray | None = None,
     *,
     settled: bool = False,
     careful: bool = False,
-) -> tuple[EmaState, Any]:
+) -> tuple[XpEmaState, Any]:
     """Momentum mode, one update per batch (see
     :func:`sknorm._stats.update_momentum`)::
 
@@ -774,7 +835,7 @@ def update_momentum(
 # -- what is published ---------------------------------------------------------------
 
 
-def overflowed(space: Space, state):
+def overflowed(space: Space, state: XpStreamState | XpEmaState) -> NamespaceArray:
     """Features whose statistics are no longer finite numbers (device bools)."""
     xp = space.xp
     if isinstance(state, EmaState):
@@ -786,7 +847,7 @@ def overflowed(space: Space, state):
     return _has_data(state) & ~finite
 
 
-def settled(space: Space, state):
+def settled(space: Space, state: XpStreamState | XpEmaState) -> NamespaceArray:
     """Whether every feature has data (a 0-d device bool)."""
     xp = space.xp
     if isinstance(state, EmaState):
@@ -794,7 +855,7 @@ def settled(space: Space, state):
     return xp.all(_has_data(state))
 
 
-def checksum(space: Space, state):
+def checksum(space: Space, state: XpStreamState | XpEmaState) -> NamespaceArray:
     """A 0-d array that is finite when no variance is NaN or infinite (a NaN
     or infinity in a batch reaches them), and not finite otherwise or when
     their sum overflows (a false alarm, settled by the careful path)."""
@@ -802,7 +863,9 @@ def checksum(space: Space, state):
     return space.xp.sum(var)
 
 
-def state_mean_var(space: Space, state, settled: bool = False):
+def state_mean_var(
+    space: Space, state: XpStreamState | XpEmaState, settled: bool = False
+) -> tuple[NamespaceArray, NamespaceArray]:
     """Mean and variance of the stream, fresh arrays; NaN for a feature
     without data (see :func:`sknorm._stats.state_mean_var`). ``settled``
     says that every feature has data."""
@@ -827,7 +890,7 @@ def state_mean_var(space: Space, state, settled: bool = False):
     )
 
 
-def weight_of(space: Space, state):
+def weight_of(space: Space, state: XpStreamState | XpEmaState) -> NamespaceArray:
     """Total weight behind each feature's statistics, a fresh array."""
     if isinstance(state, EmaState):
         return _copy(space.xp, state.weight)
@@ -835,7 +898,9 @@ def weight_of(space: Space, state):
     return _value(weight) if space.compensated else _copy(space.xp, weight)
 
 
-def scale_from_var(xp, var, eps: float):
+def scale_from_var(
+    xp: ArrayNamespace, var: NamespaceArray, eps: float
+) -> NamespaceArray:
     """``sqrt(var + eps)``, with 1.0 where that is 0 (see
     :func:`sknorm._floats.scale_from_var`)."""
     if eps:
@@ -847,7 +912,9 @@ def scale_from_var(xp, var, eps: float):
 # -- transforms ----------------------------------------------------------------------
 
 
-def exact_center(space: Space, state):
+def exact_center(
+    space: Space, state: XpStreamState | XpEmaState
+) -> tuple[NamespaceArray, NamespaceArray] | None:
     """The float32 pair ``(hi, lo)`` of ``shift + mean`` of a compensated
     exact or half-life state (None for other states): the mean to twice
     float32's precision."""
@@ -857,7 +924,12 @@ def exact_center(space: Space, state):
     return _two_sum(s, e + state.moments.mean[1, ...])
 
 
-def center_parts(space: Space, mean, dtype, exact=None):
+def center_parts(
+    space: Space,
+    mean: NamespaceArray,
+    dtype: Any,
+    exact: tuple[NamespaceArray, NamespaceArray] | None = None,
+) -> tuple[NamespaceArray, NamespaceArray | None]:
     """``(hi, lo)`` in ``dtype`` whose sum is ``mean`` to the accumulation's
     precision (``lo`` None when ``hi`` alone is).
 
@@ -877,7 +949,15 @@ def center_parts(space: Space, mean, dtype, exact=None):
     return hi, lo
 
 
-def normalize_columns(xp, X, center, center_lo, inv_scale, bounds, in_place: bool):
+def normalize_columns(
+    xp: ArrayNamespace,
+    X: NamespaceArray,
+    center: NamespaceArray | None,
+    center_lo: NamespaceArray | None,
+    inv_scale: NamespaceArray | None,
+    bounds: tuple[NamespaceArray, NamespaceArray] | None,
+    in_place: bool,
+) -> NamespaceArray:
     """``clip((X - center - center_lo) * inv_scale)`` column-wise, like
     :func:`sknorm._floats.normalize_columns`; None skips a step.
 
@@ -911,7 +991,9 @@ def normalize_columns(xp, X, center, center_lo, inv_scale, bounds, in_place: boo
     return out if owned else _copy(xp, X)
 
 
-def clip_bounds(space: Space, clip: float | None, dtype):
+def clip_bounds(
+    space: Space, clip: float | None, dtype: Any
+) -> tuple[NamespaceArray, NamespaceArray] | None:
     """``(-clip, clip)`` as 0-d arrays of ``dtype`` on the space's device."""
     if clip is None:
         return None
@@ -921,7 +1003,14 @@ def clip_bounds(space: Space, clip: float | None, dtype):
     )
 
 
-def denormalize_columns(xp, X, scale, center, center_lo, in_place: bool):
+def denormalize_columns(
+    xp: ArrayNamespace,
+    X: NamespaceArray,
+    scale: NamespaceArray | None,
+    center: NamespaceArray | None,
+    center_lo: NamespaceArray | None,
+    in_place: bool,
+) -> NamespaceArray:
     """``X * scale + center + center_lo`` column-wise, the inverse of
     :func:`normalize_columns` without clipping; same conventions."""
     out = X
@@ -944,7 +1033,9 @@ def denormalize_columns(xp, X, scale, center, center_lo, in_place: bool):
 # -- per-sample statistics (layer and group normalization) ---------------------------
 
 
-def group_moments(space: Space, X, n_groups: int):
+def group_moments(
+    space: Space, X: NamespaceArray, n_groups: int
+) -> tuple[NamespaceArray, NamespaceArray, NamespaceArray, NamespaceArray]:
     """Mean and biased variance of each group of each row, NaN-aware, in two
     passes in the accumulation dtype (see
     :func:`sknorm._rowstats.dense_group_moments`).
@@ -975,8 +1066,13 @@ def group_moments(space: Space, X, n_groups: int):
 
 
 def normalize_dense_groups(
-    space: Space, X, n_groups: int, eps: float, with_mean: bool, with_std: bool
-):
+    space: Space,
+    X: NamespaceArray,
+    n_groups: int,
+    eps: float,
+    with_mean: bool,
+    with_std: bool,
+) -> tuple[NamespaceArray, tuple[NamespaceArray, NamespaceArray]]:
     """Center and scale each group of each row (see
     :func:`sknorm._rowstats.normalize_dense_groups`).
 
@@ -1005,7 +1101,9 @@ def normalize_dense_groups(
     return xp.reshape(z, (n_samples, n_features)), (center, scale)
 
 
-def invert_dense_groups(space: Space, Z, center, scale):
+def invert_dense_groups(
+    space: Space, Z: NamespaceArray, center: NamespaceArray, scale: NamespaceArray
+) -> NamespaceArray:
     """``z * scale + center`` for each group of each row, in the
     accumulation dtype (see :func:`sknorm._rowstats.invert_dense_groups`)."""
     xp = space.xp
@@ -1024,16 +1122,18 @@ def invert_dense_groups(space: Space, Z, center, scale):
 # -- NumPy states (checkpoints, moving an estimator) ---------------------------------
 
 
-def state_to_numpy(state):
+def state_to_numpy(
+    state: XpStreamState | XpEmaState,
+) -> StreamState | EmaState:
     """The same statistics as a NumPy state of :mod:`sknorm._stats` (float64;
     a compensated pair is summed exactly in float64)."""
     import numpy as np
 
-    def floats(a):
-        a = np.asarray(to_numpy(a), dtype=np.float64)
-        return a[0] + a[1] if a.ndim == 2 else a
+    def floats(a: NamespaceArray) -> np.ndarray:
+        values = np.asarray(to_numpy(a), dtype=np.float64)
+        return values[0] + values[1] if values.ndim == 2 else values
 
-    def ints(a):
+    def ints(a: NamespaceArray) -> np.ndarray:
         return np.asarray(to_numpy(a), dtype=np.int64)
 
     if isinstance(state, EmaState):
@@ -1056,17 +1156,21 @@ def state_to_numpy(state):
     )
 
 
-def state_from_numpy(space: Space, state, move):
+def state_from_numpy(
+    space: Space,
+    state: StreamState | EmaState,
+    move: Callable[[np.ndarray], NamespaceArray],
+) -> XpStreamState | XpEmaState:
     """A NumPy state of :mod:`sknorm._stats` in ``space``; ``move`` takes a
     NumPy array to the space's namespace and device."""
     import numpy as np
 
     xp = space.xp
 
-    def floats(a):
+    def floats(a: np.ndarray) -> NamespaceArray:
         return xp.astype(move(np.asarray(a, dtype=np.float64)), space.dtype)
 
-    def ints(a):
+    def ints(a: np.ndarray) -> NamespaceArray:
         return xp.astype(move(np.asarray(a, dtype=np.int64)), xp.int64)
 
     if isinstance(state, EmaState):
@@ -1081,25 +1185,26 @@ def state_from_numpy(space: Space, state, move):
             int(state.n_rows),
         )
     m = state.moments
+    weight = state_weight(m)
     if not space.compensated:
         return StreamState(
             floats(state.shift),
-            Moments(floats(m.weight), floats(m.mean), floats(m.var)),
+            Moments(floats(weight), floats(m.mean), floats(m.var)),
             ints(state.count),
             int(state.n_rows),
         )
     # The shift must be a float32 number: the mean follows it.
     shift = np.asarray(state.shift, dtype=np.float32).astype(np.float64)
-    mean = np.where(m.weight > 0, m.mean + (state.shift - shift), 0.0)
+    mean = np.where(weight > 0, m.mean + (state.shift - shift), 0.0)
 
-    def pair(a):
+    def pair(a: np.ndarray) -> NamespaceArray:
         hi = np.asarray(a, dtype=np.float32)
         lo = (a - hi).astype(np.float32)
         return xp.astype(move(np.stack([hi, lo])), space.dtype)
 
     return StreamState(
         floats(shift),
-        Moments(pair(m.weight), pair(mean), pair(m.var)),
+        Moments(pair(weight), pair(mean), pair(m.var)),
         ints(state.count),
         int(state.n_rows),
     )
