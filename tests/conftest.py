@@ -13,8 +13,8 @@ import os
 # when it is first imported, for that check to run instead of being skipped.
 os.environ.setdefault("SCIPY_ARRAY_API", "1")
 
-from collections import Counter  # noqa: E402
 
+from fuzz_counts import FUZZ_COUNTS  # noqa: E402  (filled by the fuzz tests)
 from hypothesis import HealthCheck, settings  # noqa: E402
 
 settings.register_profile(
@@ -30,9 +30,6 @@ settings.register_profile(
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 settings.load_profile(os.environ.get("SKNORM_HYPOTHESIS_PROFILE", "ci"))
-
-# Filled by the fuzz tests, printed at the end of the run.
-FUZZ_COUNTS: Counter = Counter()
 
 
 def pytest_terminal_summary(terminalreporter):

@@ -12,7 +12,7 @@ import warnings
 import numpy as np
 import pytest
 import scipy.sparse as sp
-from conftest import FUZZ_COUNTS
+from fuzz_counts import FUZZ_COUNTS
 from hypothesis import given
 from hypothesis import strategies as st
 
