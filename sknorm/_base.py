@@ -41,7 +41,10 @@ on_nonfinite)``                 changes ``old``. If it calls ``on_nonfinite``
 
 and class attributes: ``_sparse_formats`` (accepted scipy.sparse formats),
 ``_offers_merge`` (a public :meth:`merge`), ``_merge_ignored_params``,
-``_transient_attributes`` (caches left out of checkpoints).
+``_transient_attributes`` (caches left out of checkpoints). An estimator whose
+transform can look for infinity in its own pass also supplies
+``_transform_finding_infinity(X, out, on_infinity)``: an out-of-place
+``transform`` then makes no separate pass over X.
 
 **Hand-off to the array API path.** Arrays of other libraries (PyTorch
 tensors, CuPy arrays, ...) are converted to NumPy here as scikit-learn
@@ -63,7 +66,9 @@ the state, so writing into one cannot change what is learned next.
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
 from contextlib import nullcontext
+from functools import partial
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
@@ -233,6 +238,11 @@ class StreamingNormalizer(
         return None
 
     def _transform_dense(self, X: np.ndarray, out: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def _transform_finding_infinity(
+        self, X: np.ndarray, out: np.ndarray, on_infinity: Callable[[], None]
+    ) -> np.ndarray:
         raise NotImplementedError
 
     def _transform_sparse(self, X):
@@ -438,6 +448,9 @@ class StreamingNormalizer(
             )
         return X
 
+    def _finds_infinity(self) -> bool:
+        return _overrides("_transform_finding_infinity")(self)
+
     def _centers_data(self) -> bool:
         return bool(getattr(self, "with_mean", False))
 
@@ -522,8 +535,14 @@ class StreamingNormalizer(
         array = plain_array(self, X)
         if array is not None:
             self._checked_settings()
-            check_no_infinity(array)
             in_place = not copy and array.flags.writeable
+            if not (in_place or inverse) and self._finds_infinity():
+                # The transform's own pass looks for infinity in X (its output
+                # is new, so nothing is lost if it raises): no separate pass.
+                return self._transform_finding_infinity(
+                    array, np.empty_like(array), partial(check_no_infinity, array)
+                )
+            check_no_infinity(array)
             return dense(array, array if in_place else np.empty_like(array))
         if is_dask_collection(X):
             check_is_fitted(self)

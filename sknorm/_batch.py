@@ -378,6 +378,12 @@ class BatchNormalizer(ArrayAPISupport, StreamingNormalizer):
         center, center_lo, inv_scale = self._transform_constants_for(X.dtype)
         return normalize_columns(X, out, center, center_lo, inv_scale, self.clip)
 
+    def _transform_finding_infinity(self, X, out, on_infinity):
+        center, center_lo, inv_scale = self._transform_constants_for(X.dtype)
+        return normalize_columns(
+            X, out, center, center_lo, inv_scale, self.clip, on_infinity=on_infinity
+        )
+
     def _transform_sparse(self, X):
         if self.scale_ is not None:
             _scale_sparse_columns(X, 1.0 / self.scale_)
