@@ -241,7 +241,7 @@ class StreamingNormalizer(
         raise NotImplementedError
 
     def _transform_finding_infinity(
-        self, X: np.ndarray, out: np.ndarray, on_infinity: Callable[[], None]
+        self, X: np.ndarray, out: np.ndarray, on_infinity: Callable[[], None] | None
     ) -> np.ndarray:
         raise NotImplementedError
 
@@ -449,7 +449,11 @@ class StreamingNormalizer(
         return X
 
     def _finds_infinity(self) -> bool:
-        return _overrides("_transform_finding_infinity")(self)
+        # A class attribute lookup: this runs on every transform.
+        return (
+            type(self)._transform_finding_infinity
+            is not StreamingNormalizer._transform_finding_infinity
+        )
 
     def _centers_data(self) -> bool:
         return bool(getattr(self, "with_mean", False))

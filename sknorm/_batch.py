@@ -375,8 +375,7 @@ class BatchNormalizer(ArrayAPISupport, StreamingNormalizer):
         return super()._state_from_legacy(stored)
 
     def _transform_dense(self, X, out):
-        center, center_lo, inv_scale = self._transform_constants_for(X.dtype)
-        return normalize_columns(X, out, center, center_lo, inv_scale, self.clip)
+        return self._transform_finding_infinity(X, out, None)
 
     def _transform_finding_infinity(self, X, out, on_infinity):
         center, center_lo, inv_scale = self._transform_constants_for(X.dtype)

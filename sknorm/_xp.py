@@ -1122,6 +1122,23 @@ def invert_dense_groups(
 # -- NumPy states (checkpoints, moving an estimator) ---------------------------------
 
 
+def _convert_ema(
+    state: EmaState, floats: Callable[[Any], Any], ints: Callable[[Any], Any]
+) -> EmaState:
+    """``state`` with every float field passed through ``floats`` and every
+    count through ``ints``: the conversion both directions share."""
+    return EmaState(
+        floats(state.shift),
+        floats(state.mean),
+        floats(state.var),
+        ints(state.mean_updates),
+        ints(state.var_updates),
+        floats(state.weight),
+        ints(state.count),
+        int(state.n_rows),
+    )
+
+
 def state_to_numpy(
     state: XpStreamState | XpEmaState,
 ) -> StreamState | EmaState:
@@ -1137,16 +1154,7 @@ def state_to_numpy(
         return np.asarray(to_numpy(a), dtype=np.int64)
 
     if isinstance(state, EmaState):
-        return EmaState(
-            floats(state.shift),
-            floats(state.mean),
-            floats(state.var),
-            ints(state.mean_updates),
-            ints(state.var_updates),
-            floats(state.weight),
-            ints(state.count),
-            int(state.n_rows),
-        )
+        return _convert_ema(state, floats, ints)
     m = state.moments
     return StreamState(
         floats(state.shift),
@@ -1174,16 +1182,7 @@ def state_from_numpy(
         return xp.astype(move(np.asarray(a, dtype=np.int64)), xp.int64)
 
     if isinstance(state, EmaState):
-        return EmaState(
-            floats(state.shift),
-            floats(state.mean),
-            floats(state.var),
-            ints(state.mean_updates),
-            ints(state.var_updates),
-            floats(state.weight),
-            ints(state.count),
-            int(state.n_rows),
-        )
+        return _convert_ema(state, floats, ints)
     m = state.moments
     weight = state_weight(m)
     if not space.compensated:
