@@ -333,11 +333,8 @@ class StreamingImputer(StreamingNormalizer):
                 "after fitting started; call fit to restart, or keep the "
                 "strategy of the stream."
             )
-        if self.strategy == "median" and state.summary.k != self.sketch_size:
-            raise ValueError(
-                f"sketch_size changed from {state.summary.k} to "
-                f"{self.sketch_size} after fitting started; call fit to restart."
-            )
+        if self.strategy == "median":
+            _kll.check_sketch_size(state.summary.k, self.sketch_size)
 
     def _check_batch(self, X):
         if X.dtype.kind == "f" and not is_nan_marker(self.missing_values):

@@ -173,6 +173,20 @@ def sketch_counts(sketch: LeveledSketch) -> NDArray[np.int64]:
     return weights @ sketch.counts
 
 
+def check_sketch_size(stream_size: int, sketch_size: int) -> None:
+    """Raise a ValueError if ``sketch_size`` is not the stream's sketch size.
+
+    A stream keeps the size it started with; every estimator with a sketch
+    checks a changed ``sketch_size`` parameter here.
+    """
+    if stream_size != sketch_size:
+        raise ValueError(
+            f"sketch_size changed from {stream_size} to {sketch_size} after "
+            "fitting started; call fit to restart, or keep the sketch size of "
+            "the stream."
+        )
+
+
 def retained_items(sketch: LeveledSketch) -> NDArray[np.int64]:
     """Number of items the sketch keeps for each feature."""
     return sketch.counts.sum(axis=0)

@@ -15,7 +15,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from scipy import stats
 
-from . import _req
+from . import _kll, _req
 from ._base import StreamingNormalizer, part_seed, samples_seen
 from ._compat import Interval, StrOptions
 
@@ -287,12 +287,7 @@ class QuantileNormalizer(StreamingNormalizer):
         return QuantileState(_req.empty_sketch(n_features, self.sketch_size, seed), 0)
 
     def _check_state(self, state):
-        if state.sketch.k != self.sketch_size:
-            raise ValueError(
-                f"sketch_size changed from {state.sketch.k} to {self.sketch_size} "
-                "after fitting started; call fit to restart, or keep the sketch "
-                "size of the stream."
-            )
+        _kll.check_sketch_size(state.sketch.k, self.sketch_size)
 
     def _defers_infinity_check(self, X, sample_weight):
         # The sketch finds infinities in the sorted batch for free.

@@ -217,12 +217,7 @@ class RobustNormalizer(StreamingNormalizer):
         return _kll.empty_sketch(n_features, self.sketch_size, seed)
 
     def _check_state(self, state):
-        if state.k != self.sketch_size:
-            raise ValueError(
-                f"sketch_size changed from {state.k} to {self.sketch_size} after "
-                "fitting started; call fit to restart, or keep the sketch size of "
-                "the stream."
-            )
+        _kll.check_sketch_size(state.k, self.sketch_size)
 
     def _defers_infinity_check(self, X, sample_weight):
         # The sketch finds infinities in the sorted batch for free.
