@@ -67,7 +67,6 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
-from contextlib import nullcontext
 from functools import partial
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -203,6 +202,9 @@ class StreamingNormalizer(
     # replaces fitted attributes instead of writing into them, so a shallow
     # copy of __dict__ is a complete snapshot.
     _sknorm_atomic: ClassVar[bool] = True
+    # Whether the class's transform finds infinity in its own pass (it
+    # overrides _transform_finding_infinity); set by __init_subclass__.
+    _finds_infinity: ClassVar[bool] = False
 
     # -- hooks (see the module docstring) -------------------------------------
 
@@ -351,20 +353,20 @@ class StreamingNormalizer(
     def _learn(self, X, sample_weight=None, *, reset: bool, need_weight=False):
         settings = self._checked_settings()
         array = None if reset else plain_array(self, X)
-        plain = array is not None
-        if plain:
-            X = array
-        elif is_dask_collection(X):
+        if array is not None:
+            # A plain batch changes nothing before the single publishing
+            # update, so there is nothing to restore.
+            state = self._next_state(self._state, array, sample_weight, reset=False)
+            self._publish(state, settings)
+            return self
+        if is_dask_collection(X):
             from ._dask import learn_dask  # dask is an optional extra
 
             return learn_dask(self, X, sample_weight, reset, need_weight)
-        else:
-            X = to_numpy_input(self, X)  # arrays of other libraries
-        # A plain batch changes nothing before the single publishing update,
-        # so there is nothing to restore; validate_data may set attributes.
-        with nullcontext() if plain else unchanged_on_error(self):
-            if not plain:
-                X = self._validate_input(X, reset=reset, learning=True)
+        X = to_numpy_input(self, X)  # arrays of other libraries
+        # validate_data may set attributes before a later check fails.
+        with unchanged_on_error(self):
+            X = self._validate_input(X, reset=reset, learning=True)
             old = self._empty_state(X.shape[1]) if reset else self._state
             state = self._next_state(
                 old, X, sample_weight, reset=reset, need_weight=need_weight
@@ -379,9 +381,8 @@ class StreamingNormalizer(
         that are all zero."""
         # The update may look for infinities itself, but an error about the
         # state would come first: then X is checked here.
-        defer = self._defers_infinity_check(X, sample_weight) and (
-            reset or self._state_fits(old)
-        )
+        state_fits = reset or self._state_fits(old)
+        defer = state_fits and self._defers_infinity_check(X, sample_weight)
         if not defer:
             check_no_infinity(X)
         if sample_weight is not None:
@@ -390,8 +391,8 @@ class StreamingNormalizer(
                 # A stream may pass a batch of zero weights (time still passes
                 # in half-life mode), but a fit would learn nothing.
                 raise all_zero_weights_error()
-        if not reset:
-            self._check_state(old)
+        if not state_fits:
+            self._check_state(old)  # raises
         on_nonfinite = (lambda: check_no_infinity(X)) if defer else None
         batch_size = self._fit_batch_size() if reset else None
         if batch_size is None:
@@ -448,10 +449,12 @@ class StreamingNormalizer(
             )
         return X
 
-    def _finds_infinity(self) -> bool:
-        # A class attribute lookup: this runs on every transform.
-        return (
-            type(self)._transform_finding_infinity
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        # Whether the transform's own pass looks for infinity: set once per
+        # class, since every transform asks.
+        cls._finds_infinity = (
+            cls._transform_finding_infinity
             is not StreamingNormalizer._transform_finding_infinity
         )
 
@@ -535,18 +538,18 @@ class StreamingNormalizer(
         """Validate X as ``method`` needs it, then run the method's hook."""
         copy = getattr(self, "copy", True) if copy is None else copy
         inverse = method == "inverse_transform"
-        dense = self._inverse_transform_dense if inverse else self._transform_dense
         array = plain_array(self, X)
         if array is not None:
             self._checked_settings()
             in_place = not copy and array.flags.writeable
-            if not (in_place or inverse) and self._finds_infinity():
+            if not (in_place or inverse) and self._finds_infinity:
                 # The transform's own pass looks for infinity in X (its output
                 # is new, so nothing is lost if it raises): no separate pass.
                 return self._transform_finding_infinity(
                     array, np.empty_like(array), partial(check_no_infinity, array)
                 )
             check_no_infinity(array)
+            dense = self._inverse_transform_dense if inverse else self._transform_dense
             return dense(array, array if in_place else np.empty_like(array))
         if is_dask_collection(X):
             check_is_fitted(self)
@@ -558,7 +561,9 @@ class StreamingNormalizer(
             return (
                 self._inverse_transform_sparse if inverse else self._transform_sparse
             )(X)
-        return dense(X, X)
+        return (self._inverse_transform_dense if inverse else self._transform_dense)(
+            X, X
+        )
 
     def _checked_input(self, X, copy: bool = False):
         """X validated for a transform, by the same rules as ``transform``:

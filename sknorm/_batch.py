@@ -13,8 +13,8 @@ from ._array_api import ArrayAPISupport
 from ._base import StreamingNormalizer
 from ._compat import Interval, _fit_context, to_numpy
 from ._floats import (
+    ColumnTransform,
     denormalize_columns,
-    normalize_columns,
     split_float32,
 )
 from ._modes import ExactMode, HalfLifeMode, MomentumMode, statistics_mode
@@ -315,11 +315,15 @@ class BatchNormalizer(ArrayAPISupport, StreamingNormalizer):
         return (
             sample_weight is None
             and not self._checked_settings().reweights_rows
-            and not sp.issparse(X)
+            and (type(X) is np.ndarray or not sp.issparse(X))
         )
 
     def _update_state(self, old, X, sample_weight, on_nonfinite=None):
-        return self._checked_settings().update(old, X, sample_weight, on_nonfinite)
+        # With eps, a compiled update also computes what _fitted_attributes
+        # will publish, in the same call.
+        return self._checked_settings().update(
+            old, X, sample_weight, on_nonfinite, self.eps
+        )
 
     def _merge_states(self, old, new):
         return self._checked_settings().merge(old, new)
@@ -378,10 +382,7 @@ class BatchNormalizer(ArrayAPISupport, StreamingNormalizer):
         return self._transform_finding_infinity(X, out, None)
 
     def _transform_finding_infinity(self, X, out, on_infinity):
-        center, center_lo, inv_scale = self._transform_constants_for(X.dtype)
-        return normalize_columns(
-            X, out, center, center_lo, inv_scale, self.clip, on_infinity=on_infinity
-        )
+        return self._column_transform(X.dtype)(X, out, on_infinity)
 
     def _transform_sparse(self, X):
         if self.scale_ is not None:
@@ -404,19 +405,20 @@ class BatchNormalizer(ArrayAPISupport, StreamingNormalizer):
             _scale_sparse_columns(X, self.scale_)
         return X
 
-    def _transform_constants_for(self, dtype):
-        """``(center, center_lo, inv_scale)`` for transforming data of ``dtype``.
+    def _column_transform(self, dtype) -> ColumnTransform:
+        """The transform of data of ``dtype``, as a :class:`ColumnTransform`.
 
-        ``center`` (``+ center_lo`` for float32, see split_float32) is
-        ``mean_`` and ``inv_scale`` is ``1 / scale_`` in ``dtype``: multiplying
-        by it is faster than dividing, and within one rounding. They are
-        remembered in a dict that ``_publish`` replaces, keyed on the identity
-        of ``mean_`` and ``scale_``, so they follow every change of those
-        attributes; the dict is not pickled.
+        Its ``center`` (``+ center_lo`` for float32, see split_float32) is
+        ``mean_`` and its ``inv_scale`` is ``1 / scale_`` in ``dtype``:
+        multiplying by it is faster than dividing, and within one rounding.
+        It is remembered in a dict that ``_publish`` replaces, keyed on the
+        parameters it depends on and the identity of ``mean_`` and
+        ``scale_``, so it follows every change of those; the dict is not
+        pickled.
         """
         mean, scale = self.mean_, self.scale_
         memo = self.__dict__.get("_transform_constants")
-        key = (dtype, bool(self.with_mean), bool(self.with_std))
+        key = (dtype, self.with_mean, self.with_std, self.clip)
         entry = None if memo is None else memo.get(key)
         if entry is None or entry[0] is not mean or entry[1] is not scale:
             numpy_mean, numpy_scale = self._numpy_statistics()
@@ -431,10 +433,11 @@ class BatchNormalizer(ArrayAPISupport, StreamingNormalizer):
                 if scale is None or not self.with_std
                 else (1.0 / numpy_scale).astype(dtype)
             )
-            entry = (mean, scale, center, center_lo, inv_scale)
+            transform = ColumnTransform(center, center_lo, inv_scale, self.clip)
+            entry = (mean, scale, transform)
             if memo is not None:
                 memo[key] = entry
-        return entry[2:]
+        return entry[2]
 
     def _numpy_statistics(self):
         """``(mean_, scale_)`` as NumPy arrays: themselves, or NumPy views of

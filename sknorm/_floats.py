@@ -111,6 +111,56 @@ def normalize_columns(
     return out
 
 
+class ColumnTransform:
+    """:func:`normalize_columns` with its constants fixed, for data of one dtype.
+
+    ``center``, ``center_lo`` and ``inv_scale`` are in that dtype (or None),
+    ``clip`` a float or None. Calling it on ``(X, out)`` transforms as
+    ``normalize_columns`` does; the compiled kernel's arguments are prepared
+    on the first call that uses it and kept, which on small batches is a
+    good part of a transform's cost. Make a new one when a constant changes.
+    """
+
+    __slots__ = ("center", "center_lo", "inv_scale", "clip", "_kernel_arguments")
+
+    def __init__(
+        self,
+        center: np.ndarray | None,
+        center_lo: np.ndarray | None,
+        inv_scale: np.ndarray | None,
+        clip: float | None,
+    ) -> None:
+        self.center = center
+        self.center_lo = center_lo
+        self.inv_scale = inv_scale
+        self.clip = clip
+        self._kernel_arguments: tuple | None = None
+
+    def __call__(
+        self,
+        X: np.ndarray,
+        out: np.ndarray,
+        on_infinity: Callable[[], None] | None = None,
+    ) -> np.ndarray:
+        kernels = kernels_for(X)
+        if kernels is None:
+            return normalize_columns(
+                X,
+                out,
+                self.center,
+                self.center_lo,
+                self.inv_scale,
+                self.clip,
+                on_infinity=on_infinity,
+            )
+        arguments = self._kernel_arguments
+        if arguments is None:
+            arguments = self._kernel_arguments = kernels.column_arguments(
+                self.center, self.center_lo, self.inv_scale, self.clip, X.dtype
+            )
+        return kernels.transform_columns(X, out, arguments, on_infinity)
+
+
 def denormalize_columns(
     X: np.ndarray,
     out: np.ndarray,

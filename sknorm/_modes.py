@@ -6,7 +6,8 @@ estimator, the Dask reduction and the checkpoints never ask which mode they
 hold:
 
 - ``empty(n_features)``: the state of a stream that has seen nothing;
-- ``update(old, X, sample_weight, on_nonfinite)``: the state after one batch;
+- ``update(old, X, sample_weight, on_nonfinite, eps)``: the state after one
+  batch;
 - ``merge(old, new)``: the state of two disjoint parts of a stream (``new``
   later), or a ValueError where the mode has no merge;
 - ``mean_var(state)``, ``weight(state)``, ``count(state)``: what is published,
@@ -17,6 +18,13 @@ The arithmetic lives in :mod:`sknorm._stats`; a mode only chooses it, and
 the backend (:mod:`sknorm._config`): under the numba backend, ``update`` and
 ``mean_var`` of a dense batch run the compiled kernels of
 :mod:`sknorm._numba_kernels`, which compute the same formulas in one call.
+
+A mode's parameters never change. Besides them it remembers one thing: the
+exact and half-life kernels compute what is published in the same call as the
+update, and the mode keeps it until ``publish`` asks for that state (with the
+``eps`` that ``update`` was given), so a ``partial_fit`` makes one compiled
+call. It is a cache, compared by the state's identity, and is neither part of
+the mode's equality nor of any checkpoint.
 """
 
 from __future__ import annotations
@@ -34,6 +42,9 @@ from ._config import compiled_kernels, kernels_for
 from ._floats import scale_from_var
 from ._stats import EmaState, Moments, StreamState
 from ._typing import SparseMatrix
+
+# A named tuple made from its fields without its Python-level constructor.
+_new_tuple = tuple.__new__
 
 #: The state type of a mode.
 State = TypeVar("State", StreamState, EmaState)
@@ -82,13 +93,13 @@ class StatisticsMode(Generic[State]):
     mergeable: ClassVar[bool] = True
 
     def __eq__(self, other: object) -> bool:
-        return type(other) is type(self) and vars(other) == vars(self)
+        return type(other) is type(self) and vars_of(other) == vars_of(self)
 
     def __hash__(self) -> int:
-        return hash((type(self), tuple(sorted(vars(self).items()))))
+        return hash((type(self), tuple(sorted(vars_of(self).items()))))
 
     def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in vars(self).items())
+        args = ", ".join(f"{k}={v!r}" for k, v in vars_of(self).items())
         return f"{type(self).__name__}({args})"
 
     def empty(self, n_features: int) -> State:
@@ -101,8 +112,13 @@ class StatisticsMode(Generic[State]):
         X: NDArray | SparseMatrix,
         sample_weight: NDArray | None = None,
         on_nonfinite: Callable[[], None] | None = None,
+        eps: float | None = None,
     ) -> State:
-        """The state after one batch (see :mod:`sknorm._stats`)."""
+        """The state after one batch (see :mod:`sknorm._stats`).
+
+        ``eps``: the ``publish`` that will follow, if it is known (see the
+        module docstring).
+        """
         raise NotImplementedError
 
     def merge(self, old: State, new: State) -> State:
@@ -128,9 +144,12 @@ class StatisticsMode(Generic[State]):
 
     def publish(self, state: State, eps: float) -> Published:
         """Everything that is published after an update, in one step."""
+        kept = self.__dict__.pop("_publication", None)
+        if kept is not None and kept[0] is state and kept[1] == eps:
+            return kept[2]
         kernels = compiled_kernels()
         if kernels is not None:
-            return Published(*kernels.publish(state, eps))
+            return _new_tuple(Published, kernels.publish(state, eps))
         mean, var = self.mean_var(state)
         return Published(
             mean,
@@ -140,6 +159,17 @@ class StatisticsMode(Generic[State]):
             samples_seen(self.count(state)),
             math.isfinite(np.add.reduce(var)),
         )
+
+    def _keep_publication(
+        self, state: State, eps: float | None, fields: tuple[Any, ...]
+    ) -> None:
+        """Remember the publication a compiled update computed with ``state``."""
+        if eps is not None:
+            self.__dict__["_publication"] = (
+                state,
+                eps,
+                _new_tuple(Published, fields),
+            )
 
     def count(self, state: State) -> NDArray[np.int64]:
         """Number of non-missing values seen, per feature."""
@@ -168,10 +198,15 @@ class ExactMode(StatisticsMode[StreamState]):
         X: NDArray | SparseMatrix,
         sample_weight: NDArray | None = None,
         on_nonfinite: Callable[[], None] | None = None,
+        eps: float | None = None,
     ) -> StreamState:
         kernels = kernels_for(X)
         if kernels is not None:
-            return kernels.update_stream(old, X, sample_weight, None, on_nonfinite)
+            state, published = kernels.update_stream(
+                old, X, sample_weight, None, on_nonfinite, eps or 0.0
+            )
+            self._keep_publication(state, eps, published)
+            return state
         return _stats.update_exact(old, X, sample_weight, on_nonfinite=on_nonfinite)
 
     def merge(self, old: StreamState, new: StreamState) -> StreamState:
@@ -213,12 +248,15 @@ class HalfLifeMode(ExactMode):
         X: NDArray | SparseMatrix,
         sample_weight: NDArray | None = None,
         on_nonfinite: Callable[[], None] | None = None,
+        eps: float | None = None,
     ) -> StreamState:
         kernels = kernels_for(X)
         if kernels is not None:
-            return kernels.update_stream(
-                old, X, sample_weight, self.half_life, on_nonfinite
+            state, published = kernels.update_stream(
+                old, X, sample_weight, self.half_life, on_nonfinite, eps or 0.0
             )
+            self._keep_publication(state, eps, published)
+            return state
         return _stats.update_half_life(
             old, X, self.half_life, sample_weight, on_nonfinite=on_nonfinite
         )
@@ -246,6 +284,7 @@ class MomentumMode(StatisticsMode[EmaState]):
         X: NDArray | SparseMatrix,
         sample_weight: NDArray | None = None,
         on_nonfinite: Callable[[], None] | None = None,
+        eps: float | None = None,
     ) -> EmaState:
         kernels = kernels_for(X)
         if kernels is not None:
@@ -280,6 +319,11 @@ class MomentumMode(StatisticsMode[EmaState]):
         fields = state._asdict()
         fields["n_rows"] = int(state.n_rows)
         return {"kind": "momentum", **fields}
+
+
+def vars_of(mode: object) -> dict[str, Any]:
+    """A mode's parameters: its attributes, without the cache."""
+    return {k: v for k, v in vars(mode).items() if not k.startswith("_")}
 
 
 def statistics_mode(

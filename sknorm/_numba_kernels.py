@@ -36,7 +36,7 @@ from collections.abc import Callable
 import numba
 import numpy as np
 
-from ._stats import EmaState, Moments, StreamState, block_rows
+from ._stats import _BLOCK_BYTES, EmaState, Moments, StreamState
 
 __all__ = [
     "publish",
@@ -44,15 +44,19 @@ __all__ = [
     "update_momentum",
     "stream_mean_var",
     "ema_mean_var",
+    "column_arguments",
+    "transform_columns",
     "normalize_columns",
     "denormalize_columns",
     "normalize_dense_groups",
 ]
 
-_jit = numba.njit(cache=True, nogil=True)
+_jit = numba.njit(cache=True, nogil=True, error_model="numpy")
 # Sums along a row (layer and group statistics) may be reassociated so that
 # they vectorize; NaN and infinity keep their IEEE meaning.
-_jit_reassoc = numba.njit(cache=True, nogil=True, fastmath={"reassoc"})
+_jit_reassoc = numba.njit(
+    cache=True, nogil=True, error_model="numpy", fastmath={"reassoc"}
+)
 
 _NO_WEIGHTS = np.empty(0)
 
@@ -83,11 +87,12 @@ def _merge_into(weight, mean, var, new_weight, new_mean, new_var):
 
 
 @_jit
-def _rescaled_mean_square(X, start, stop, shift, mean, row_weight, j, weight):
+def _rescaled_mean_square(X, start, stop, shift, mean, row_weight, uniform, j, weight):
     """Mean square deviation of column ``j`` of a block whose squares overflow.
 
     The deviations are scaled by a power of two (exact) before squaring, as
-    in ``sknorm._stats._mean_square``; NaN is skipped.
+    in ``sknorm._stats._mean_square``; NaN is skipped. ``uniform``: every row
+    has weight 1 (``row_weight`` is then not read).
     """
     largest = 0.0
     for i in range(start, stop):
@@ -102,12 +107,57 @@ def _rescaled_mean_square(X, start, stop, shift, mean, row_weight, j, weight):
         x = X[i, j]
         if x == x:
             d = math.ldexp((x - shift[j]) - mean, -exponent)
-            total += row_weight[i - start] * (d * d)
+            w = 1.0 if uniform else row_weight[i - start]
+            total += w * (d * d)
     return math.ldexp(total / weight, 2 * exponent)
 
 
 @_jit
-def _batch_moments(X, sample_weight, half_life, block, shift, moments, count):
+def _add_deviations(X, start, stop, shift, sums):
+    """``sums += (X[start:stop] - shift).sum(axis=0)``, four rows at a time
+    (a quarter of the loads and stores of ``sums``; pairwise within the four)."""
+    n_features = X.shape[1]
+    quads = stop - (stop - start) % 4
+    for i in range(start, quads, 4):
+        for j in range(n_features):
+            c = shift[j]
+            sums[j] += ((X[i, j] - c) + (X[i + 1, j] - c)) + (
+                (X[i + 2, j] - c) + (X[i + 3, j] - c)
+            )
+    for i in range(quads, stop):
+        for j in range(n_features):
+            sums[j] += X[i, j] - shift[j]
+
+
+@_jit
+def _add_squared_deviations(X, start, stop, shift, mean, sums):
+    """``sums += (((X[start:stop] - shift) - mean) ** 2).sum(axis=0)``, four
+    rows at a time, as :func:`_add_deviations`."""
+    n_features = X.shape[1]
+    quads = stop - (stop - start) % 4
+    for i in range(start, quads, 4):
+        for j in range(n_features):
+            c = shift[j]
+            m = mean[j]
+            d0 = (X[i, j] - c) - m
+            d1 = (X[i + 1, j] - c) - m
+            d2 = (X[i + 2, j] - c) - m
+            d3 = (X[i + 3, j] - c) - m
+            sums[j] += (d0 * d0 + d1 * d1) + (d2 * d2 + d3 * d3)
+    for i in range(quads, stop):
+        for j in range(n_features):
+            d = (X[i, j] - shift[j]) - mean[j]
+            sums[j] += d * d
+
+
+@_jit
+def _block_rows(n_features):
+    """``sknorm._stats.block_rows``."""
+    return max(1, _BLOCK_BYTES // (8 * max(n_features, 1)))
+
+
+@_jit
+def _batch_moments(X, sample_weight, half_life, shift, moments, count, work):
     """Weighted moments of X relative to ``shift``, NaN-aware, in blocks of rows.
 
     ``sknorm._stats.batch_moments`` (with ``half_life > 0``, the row weights of
@@ -116,37 +166,47 @@ def _batch_moments(X, sample_weight, half_life, block, shift, moments, count):
     (3, n_features)), adds the numbers of non-NaN values to ``count``, and
     returns whether some block's weighted sums were not finite (a NaN, an
     infinity or an overflow: where the NumPy path calls ``on_nonfinite``).
+    ``work`` is scratch space of shape (4, n_features), given by the caller
+    so that a call on a small batch allocates nothing but its result.
     """
     n_samples, n_features = X.shape
+    block = _block_rows(n_features)
     weighted = sample_weight.shape[0] > 0
-    # One allocation for every work array: they are small, the calls many.
-    work = np.empty(4 * n_features + min(block, n_samples))
-    block_weight = work[:n_features]
-    block_mean = work[n_features : 2 * n_features]
-    block_var = work[2 * n_features : 3 * n_features]
-    sums = work[3 * n_features : 4 * n_features]
-    row_weight = work[4 * n_features :]
+    # Rows all of weight 1 (exact mode without sample weights) skip the
+    # products and need no array of row weights.
+    uniform = not weighted and half_life <= 0.0
+    block_weight = work[0]
+    block_mean = work[1]
+    block_var = work[2]
+    sums = work[3]
+    row_weight = np.empty(0 if uniform else min(block, n_samples))
     moments[:] = 0.0
     weight, mean, var = moments[0], moments[1], moments[2]
     nonfinite = False
     for start in range(0, n_samples, block):
         stop = min(start + block, n_samples)
-        total_weight = 0.0
-        for i in range(start, stop):
-            w = 1.0
-            if half_life > 0.0:
-                w = np.exp2(-float(n_samples - 1 - i) / half_life)
-            if weighted:
-                w = w * sample_weight[i]
-            row_weight[i - start] = w
-            total_weight += w
+        if uniform:
+            total_weight = float(stop - start)
+        else:
+            total_weight = 0.0
+            for i in range(start, stop):
+                w = 1.0
+                if half_life > 0.0:
+                    w = np.exp2(-float(n_samples - 1 - i) / half_life)
+                if weighted:
+                    w = w * sample_weight[i]
+                row_weight[i - start] = w
+                total_weight += w
         # First pass, assuming no NaN: a NaN or infinity anywhere in the
         # block (whatever its weight: 0 * NaN is NaN) makes a sum non-finite.
         sums[:] = 0.0
-        for i in range(start, stop):
-            w = row_weight[i - start]
-            for j in range(n_features):
-                sums[j] += w * (X[i, j] - shift[j])
+        if uniform:
+            _add_deviations(X, start, stop, shift, sums)
+        else:
+            for i in range(start, stop):
+                w = row_weight[i - start]
+                for j in range(n_features):
+                    sums[j] += w * (X[i, j] - shift[j])
         clean = True
         for j in range(n_features):
             if not math.isfinite(sums[j]):
@@ -157,17 +217,20 @@ def _batch_moments(X, sample_weight, half_life, block, shift, moments, count):
                 block_mean[j] = sums[j] / total_weight if total_weight else 0.0
                 count[j] += stop - start
             sums[:] = 0.0
-            for i in range(start, stop):
-                w = row_weight[i - start]
-                for j in range(n_features):
-                    d = (X[i, j] - shift[j]) - block_mean[j]
-                    sums[j] += w * (d * d)
+            if uniform:
+                _add_squared_deviations(X, start, stop, shift, block_mean, sums)
+            else:
+                for i in range(start, stop):
+                    w = row_weight[i - start]
+                    for j in range(n_features):
+                        d = (X[i, j] - shift[j]) - block_mean[j]
+                        sums[j] += w * (d * d)
         else:
             nonfinite = True
             block_weight[:] = 0.0
             sums[:] = 0.0
             for i in range(start, stop):
-                w = row_weight[i - start]
+                w = 1.0 if uniform else row_weight[i - start]
                 for j in range(n_features):
                     x = X[i, j]
                     if x == x:
@@ -178,7 +241,7 @@ def _batch_moments(X, sample_weight, half_life, block, shift, moments, count):
                 block_mean[j] = sums[j] / block_weight[j] if block_weight[j] else 0.0
             sums[:] = 0.0
             for i in range(start, stop):
-                w = row_weight[i - start]
+                w = 1.0 if uniform else row_weight[i - start]
                 for j in range(n_features):
                     x = X[i, j]
                     if x == x:
@@ -191,7 +254,15 @@ def _batch_moments(X, sample_weight, half_life, block, shift, moments, count):
             block_var[j] = sums[j] / block_weight[j]
             if not math.isfinite(block_var[j]) and math.isfinite(block_mean[j]):
                 block_var[j] = _rescaled_mean_square(
-                    X, start, stop, shift, block_mean[j], row_weight, j, block_weight[j]
+                    X,
+                    start,
+                    stop,
+                    shift,
+                    block_mean[j],
+                    row_weight,
+                    uniform,
+                    j,
+                    block_weight[j],
                 )
         _merge_into(weight, mean, var, block_weight, block_mean, block_var)
     return nonfinite
@@ -215,13 +286,21 @@ def _anchor_into(shift, has_data, X):
                 break
 
 
+# Rows of the one float array that the exact and half-life update returns.
+_STATE_ROWS = 4  # the new shift, weight, mean and variance
+_BATCH_ROW = 4  # the batch's weight, mean and variance
+_PUBLISHED_ROW = 7  # mean_, var_, scale_ and weight_ (see publish)
+_WORK_ROW = 11  # scratch space of _batch_moments
+_STREAM_ROWS = 15
+
+
 @_jit
 def _prepare_stream(X, decay, shift, weight, mean, var):
     """The old moments aged by ``decay``, features without weight anchored on
     X: rows 0 to 3 (shift, weight, mean, variance) of a new state array whose
-    rows 4 to 6 will hold the batch's moments."""
+    other rows are described above."""
     n_features = shift.shape[0]
-    state = np.empty((7, n_features))
+    state = np.empty((_STREAM_ROWS, n_features))
     for j in range(n_features):
         w = weight[j] * decay
         state[0, j] = shift[j]
@@ -242,31 +321,52 @@ def _finish_stream(state):
 
 @_jit
 def _stream_update(
-    X, sample_weight, half_life, decay, block, shift, weight, mean, var, count
+    X, sample_weight, half_life, decay, shift, weight, mean, var, count, eps
 ):
-    """Exact and half-life modes: the new state after one batch, in one call.
+    """Exact and half-life modes: the new state after one batch, and what is
+    published from it, in one call.
 
     ``update_exact`` (``half_life == 0``, ``decay == 1``) or
     ``update_half_life``: the old moments age by ``decay``, features without
     weight are anchored on the batch, and the batch's moments are merged in.
-    Returns an array whose rows are the new shift, weight, mean and variance
-    (then the batch's weight, mean and variance), the new counts, and the
-    non-finite flag of :func:`_batch_moments`.
+    Returns one float array whose rows are the new shift, weight, mean and
+    variance, the batch's weight, mean and variance, then the published
+    mean, variance, scale (with ``eps``) and weight (as
+    :func:`_publish_stream`); the new counts; and a bit set: 1 for the
+    non-finite flag of :func:`_batch_moments`, 2 if every count is equal, 4
+    if the published variances sum to a finite number. One float and one
+    integer array are all it allocates: on small batches, allocations and
+    returned arrays are what a call costs.
     """
     state = _prepare_stream(X, decay, shift, weight, mean, var)
     new_count = count.copy()
     nonfinite = _batch_moments(
-        X, sample_weight, half_life, block, state[0], state[4:], new_count
+        X,
+        sample_weight,
+        half_life,
+        state[0],
+        state[_BATCH_ROW : _BATCH_ROW + 3],
+        new_count,
+        state[_WORK_ROW:],
     )
     _finish_stream(state)
-    return state, new_count, nonfinite
+    equal, finite = _publish_stream_into(
+        state[_PUBLISHED_ROW : _PUBLISHED_ROW + 4],
+        state[0],
+        state[1],
+        state[2],
+        state[3],
+        new_count,
+        eps,
+    )
+    return state, new_count, nonfinite | equal << 1 | finite << 2
 
 
 @_jit
 def _prepare_momentum(X, shift, mean_updates):
     """Row 0 of a new momentum state array: the shift, features without
     updates anchored on X; rows 3 to 5 will hold the batch's moments."""
-    floats = np.empty((6, shift.shape[0]))
+    floats = np.empty((10, shift.shape[0]))  # rows 6 to 9: scratch space
     floats[0] = shift
     _anchor_into(floats[0], mean_updates, X)
     return floats
@@ -306,7 +406,7 @@ def _finish_momentum(
 
 @_jit
 def _momentum_update(
-    X, sample_weight, momentum, block, shift, mean, var, mean_updates, var_updates
+    X, sample_weight, momentum, shift, mean, var, mean_updates, var_updates
 ):
     """Momentum mode: ``sknorm._stats.update_momentum`` in one call.
 
@@ -318,12 +418,17 @@ def _momentum_update(
     floats = _prepare_momentum(X, shift, mean_updates)
     ints = np.zeros((3, shift.shape[0]), dtype=np.int64)
     nonfinite = _batch_moments(
-        X, sample_weight, 0.0, block, floats[0], floats[3:], ints[2]
+        X, sample_weight, 0.0, floats[0], floats[3:6], ints[2], floats[6:]
     )
     _finish_momentum(
         floats, ints, momentum, shift, mean, var, mean_updates, var_updates
     )
     return floats, ints, nonfinite
+
+
+# Named tuples made without their Python-level constructors (the fields are
+# given in order): on small batches that is a measurable share of a call.
+_new_tuple = tuple.__new__
 
 
 def update_stream(
@@ -332,31 +437,57 @@ def update_stream(
     sample_weight: np.ndarray | None,
     half_life: float | None,
     on_nonfinite: Callable[[], None] | None = None,
-) -> StreamState:
-    """``update_exact`` (``half_life=None``) or ``update_half_life``, compiled."""
-    n_samples, n_features = X.shape
+    eps: float = 0.0,
+) -> tuple[StreamState, tuple]:
+    """``update_exact`` (``half_life=None``) or ``update_half_life``, compiled.
+
+    Returns the new state and the fields of ``sknorm._modes.Published`` for
+    it (the scale with ``eps``), which the same call computes.
+    """
+    n_samples = X.shape[0]
     decay = 1.0 if half_life is None else 2.0 ** (-n_samples / half_life)
     moments = old.moments
-    state, count, nonfinite = _stream_update(
+    floats, count, flags = _stream_update(
         X,
         _NO_WEIGHTS if sample_weight is None else sample_weight,
         0.0 if half_life is None else half_life,
         decay,
-        block_rows(n_features),
         old.shift,
         moments.weight,
         moments.mean,
         moments.var,
         old.count,
+        float(eps),
     )
-    if nonfinite and on_nonfinite is not None:
+    if flags & 1 and on_nonfinite is not None:
         on_nonfinite()
-    return StreamState(
-        state[0],
-        Moments(state[1], state[2], state[3]),
-        count,
-        old.n_rows + n_samples,
+    state = _new_tuple(
+        StreamState,
+        (
+            floats[0],
+            _new_tuple(Moments, (floats[1], floats[2], floats[3])),
+            count,
+            old.n_rows + n_samples,
+        ),
     )
+    row = _PUBLISHED_ROW
+    published = (
+        floats[row],
+        floats[row + 1],
+        floats[row + 2],
+        floats[row + 3],
+        _samples_seen(count, flags & 2),
+        flags & 4 != 0,
+    )
+    return state, published
+
+
+def _samples_seen(count: np.ndarray, equal: int) -> int | np.ndarray:
+    """``n_samples_seen_``: an int when every feature's count is equal, else
+    a copy of the counts."""
+    if equal and count.size:
+        return int(count[0])
+    return np.array(count, dtype=np.int64)
 
 
 def update_momentum(
@@ -367,12 +498,11 @@ def update_momentum(
     on_nonfinite: Callable[[], None] | None = None,
 ) -> EmaState:
     """``sknorm._stats.update_momentum``, compiled."""
-    n_samples, n_features = X.shape
+    n_samples = X.shape[0]
     floats, ints, nonfinite = _momentum_update(
         X,
         _NO_WEIGHTS if sample_weight is None else sample_weight,
         momentum,
-        block_rows(n_features),
         old.shift,
         old.mean,
         old.var,
@@ -450,8 +580,17 @@ def _scale(var, eps):
 
 @_jit
 def _publish_stream(shift, weight, mean, var, count, eps):
+    out = np.empty((4, shift.shape[0]))
+    equal, finite = _publish_stream_into(out, shift, weight, mean, var, count, eps)
+    return out, equal, finite
+
+
+@_jit
+def _publish_stream_into(out, shift, weight, mean, var, count, eps):
+    """Rows of ``out``: the published mean, variance, scale and weight;
+    returns whether every count is equal and whether the variances' sum is
+    finite."""
     n_features = shift.shape[0]
-    out = np.empty((4, n_features))
     every = True
     for j in range(n_features):
         if weight[j] == 0.0:
@@ -471,7 +610,7 @@ def _publish_stream(shift, weight, mean, var, count, eps):
         out[3, j] = weight[j]
         total += v
         equal = equal and count[j] == count[0]
-    return out, equal, math.isfinite(total)
+    return equal, math.isfinite(total)
 
 
 @_jit
@@ -509,12 +648,7 @@ def publish(state, eps):
         out, equal, finite = _publish_stream(
             state.shift, m.weight, m.mean, m.var, state.count, float(eps)
         )
-    count = state.count
-    samples_seen: int | np.ndarray
-    if equal and count.size:
-        samples_seen = int(count[0])
-    else:
-        samples_seen = np.array(count, dtype=np.int64)
+    samples_seen = _samples_seen(state.count, equal)
     return out[0], out[1], out[2], out[3], samples_seen, finite
 
 
@@ -580,27 +714,36 @@ def _constant(values, dtype):
     return np.empty(0, dtype=dtype) if values is None else values
 
 
-def normalize_columns(X, out, center, center_lo, inv_scale, clip, on_infinity=None):
-    """``sknorm._floats.normalize_columns``, in one pass."""
+def column_arguments(center, center_lo, inv_scale, clip, dtype):
+    """The constant arguments of the compiled column transform, for
+    :func:`transform_columns` (see ``sknorm._floats.ColumnTransform``)."""
     steps = (
         (center is not None)
         | (center_lo is not None) << 1
         | (inv_scale is not None) << 2
         | (clip is not None) << 3
     )
-    dtype = X.dtype
-    infinite = _affine_columns(
-        X,
-        out,
+    return (
         _constant(center, dtype),
         _constant(center_lo, dtype),
         _constant(inv_scale, dtype),
         dtype.type(0 if clip is None else clip),
         steps,
     )
-    if infinite and on_infinity is not None:
+
+
+def transform_columns(X, out, arguments, on_infinity=None):
+    """``sknorm._floats.normalize_columns`` in one pass, with the constants
+    prepared by :func:`column_arguments` for X's dtype."""
+    if _affine_columns(X, out, *arguments) and on_infinity is not None:
         on_infinity()
     return out
+
+
+def normalize_columns(X, out, center, center_lo, inv_scale, clip, on_infinity=None):
+    """``sknorm._floats.normalize_columns``, in one pass."""
+    arguments = column_arguments(center, center_lo, inv_scale, clip, X.dtype)
+    return transform_columns(X, out, arguments, on_infinity)
 
 
 def denormalize_columns(X, out, scale, center, center_lo):

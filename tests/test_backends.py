@@ -606,3 +606,49 @@ def test_normalize_columns_reports_infinity_through_on_infinity(backend):
     )
     assert reports == [1]
     np.testing.assert_array_equal(out[4], [1.0, -1.0])  # clipped
+
+
+@NEEDS_NUMBA
+@pytest.mark.parametrize("params", [{}, {"half_life": 40.0}])
+def test_the_publication_computed_with_the_update_is_the_published_one(params):
+    # The compiled update computes what is published in the same call; the
+    # mode hands it out only for the state it was made with, and its cache
+    # is not part of the mode's identity.
+    rng = np.random.default_rng(7)
+    X, Y = rng.standard_normal((50, 4)), 5 + rng.standard_normal((30, 4))
+    with config_context(backend="numba"):
+        est = BatchNormalizer(eps=1e-3, **params).partial_fit(X).partial_fit(Y)
+        mode = est._checked_settings()
+        fresh = type(mode)(**vars(mode)) if vars(mode) else type(mode)()
+        assert mode == fresh and hash(mode) == hash(fresh)
+        other = mode.update(est._state, X, eps=1e-3)  # kept for `other` only
+        published = mode.publish(est._state, 1e-3)  # not `other`: recomputed
+    with config_context(backend="numpy"):
+        reference = BatchNormalizer(eps=1e-3, **params).partial_fit(X).partial_fit(Y)
+        expected = fresh.publish(est._state, 1e-3)
+    tol = dict(rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(published.mean, expected.mean, **tol)
+    np.testing.assert_allclose(published.scale, expected.scale, **tol)
+    for attr in ("mean_", "var_", "scale_", "weight_sum_"):
+        np.testing.assert_allclose(getattr(est, attr), getattr(reference, attr), **tol)
+    assert est.n_samples_seen_ == reference.n_samples_seen_ == 80
+    # The publication kept for `other` was made with eps=1e-3: another eps
+    # recomputes it.
+    with config_context(backend="numba"):
+        other_scale = mode.publish(other, 0.5).scale
+    np.testing.assert_allclose(
+        other_scale, np.sqrt(fresh.mean_var(other)[1] + 0.5), rtol=1e-12
+    )
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_the_kept_transform_follows_parameter_changes(backend, dtype):
+    X = np.random.default_rng(8).standard_normal((40, 3)).astype(dtype) * 4
+    est = BatchNormalizer().fit(X)
+    unclipped = est.transform(X)
+    est.set_params(clip=1.0)
+    np.testing.assert_array_equal(est.transform(X), np.clip(unclipped, -1, 1))
+    est.set_params(clip=None, with_std=False)
+    np.testing.assert_allclose(
+        est.transform(X), X - est.mean_.astype(dtype), rtol=1e-6, atol=1e-6
+    )
