@@ -205,6 +205,10 @@ class StreamingNormalizer(
     # Whether the class's transform finds infinity in its own pass (it
     # overrides _transform_finding_infinity); set by __init_subclass__.
     _finds_infinity: ClassVar[bool] = False
+    # Whether a transform with copy=False writes its result into X; one that
+    # always makes a new array says False, and then looks for infinity in
+    # its own pass (if it finds any).
+    _writes_in_place: ClassVar[bool] = True
 
     # -- hooks (see the module docstring) -------------------------------------
 
@@ -541,7 +545,7 @@ class StreamingNormalizer(
         array = plain_array(self, X)
         if array is not None:
             self._checked_settings()
-            in_place = not copy and array.flags.writeable
+            in_place = self._writes_in_place and not copy and array.flags.writeable
             if not (in_place or inverse) and self._finds_infinity:
                 # The transform's own pass looks for infinity in X (its output
                 # is new, so nothing is lost if it raises): no separate pass.

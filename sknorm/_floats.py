@@ -84,13 +84,18 @@ def normalize_columns(
         return kernels.normalize_columns(
             X, out, center, center_lo, inv_scale, clip, on_infinity
         )
-    if on_infinity is not None:
-        with np.errstate(over="ignore", invalid="ignore"):
-            if not math.isfinite(np.add.reduce(X, axis=None)) and np.isinf(X).any():
-                on_infinity()
     n_samples, n_features = X.shape
     rows = block_rows(n_features)
     one_block = n_samples <= rows
+    if on_infinity is not None and (one_block or out is X):
+        # X is checked first: a single block is as cheap to check as its
+        # output, and in place X is gone afterwards.
+        _look_for_infinity(X, on_infinity)
+        on_infinity = None
+    # Otherwise each block's output is summed while it is in cache: an
+    # infinity in X makes that sum non-finite (so may a NaN or an overflow,
+    # after which X itself is checked).
+    suspect = False
     for start in (0,) if one_block else range(0, n_samples, rows):
         if one_block:
             src, dst = X, out
@@ -106,9 +111,39 @@ def normalize_columns(
             src = dst
         if src is not dst:
             dst[...] = src
+        if on_infinity is not None and not suspect:
+            # Before clipping, which would make an infinity finite.
+            suspect = not _sums_are_finite(dst)
         if clip is not None:
             np.clip(dst, -clip, clip, out=dst)
+    if suspect and on_infinity is not None:
+        _look_for_infinity(X, on_infinity)
     return out
+
+
+# Column sums as ``ones @ block`` (BLAS), in the block's dtype: faster than
+# np.add.reduce on a block in cache.
+_UNITS = {
+    np.dtype(dtype): np.ones(block_rows(1), dtype=dtype)
+    for dtype in (np.float64, np.float32)
+}
+for _units in _UNITS.values():
+    _units.setflags(write=False)
+
+
+def _sums_are_finite(block: np.ndarray) -> bool:
+    """Whether the sum of a block of at most ``block_rows`` rows is finite
+    (false if it holds a NaN or an infinity, or if the sum overflows)."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        units = _UNITS[block.dtype][: block.shape[0]]
+        return math.isfinite(np.add.reduce(units @ block))
+
+
+def _look_for_infinity(X: np.ndarray, on_infinity: Callable[[], None]) -> None:
+    """Call ``on_infinity`` if X holds +/-inf (one reduction if it does not)."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        if not math.isfinite(np.add.reduce(X, axis=None)) and np.isinf(X).any():
+            on_infinity()
 
 
 class ColumnTransform:

@@ -46,6 +46,8 @@ class _RowNormalizer(ArrayAPISupport, StreamingNormalizer):
         "with_mean": ["boolean"],
         "with_std": ["boolean"],
     }
+    # transform always returns a new array (see transform).
+    _writes_in_place = False
 
     _sparse_formats = ("csr",)
 
@@ -80,6 +82,9 @@ class _RowNormalizer(ArrayAPISupport, StreamingNormalizer):
     def _transform_dense(self, X, out):
         return self._normalize(X)[0]
 
+    def _transform_finding_infinity(self, X, out, on_infinity):
+        return self._normalize(X, out, on_infinity)[0]
+
     def _transform_sparse(self, X):
         return self._normalize(X)[0]
 
@@ -104,7 +109,7 @@ class _RowNormalizer(ArrayAPISupport, StreamingNormalizer):
         )
         return space.xp.astype(X_tr, X.dtype, copy=False), GroupStats(center, scale)
 
-    def _normalize(self, X):
+    def _normalize(self, X, out=None, on_infinity=None):
         if is_array_api_input(X):
             space = self._state.space
             views = space.numpy_views
@@ -120,7 +125,13 @@ class _RowNormalizer(ArrayAPISupport, StreamingNormalizer):
             )
         else:
             X_tr, stats = _rowstats.normalize_dense_groups(
-                X, n_groups, self.eps, self.with_mean, self.with_std
+                X,
+                n_groups,
+                self.eps,
+                self.with_mean,
+                self.with_std,
+                out=out,
+                on_infinity=on_infinity,
             )
         return X_tr.astype(X.dtype, copy=False), stats
 

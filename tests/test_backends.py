@@ -626,7 +626,7 @@ def test_the_publication_computed_with_the_update_is_the_published_one(params):
     with config_context(backend="numpy"):
         reference = BatchNormalizer(eps=1e-3, **params).partial_fit(X).partial_fit(Y)
         expected = fresh.publish(est._state, 1e-3)
-    tol = dict(rtol=1e-12, atol=1e-15)
+    tol = {"rtol": 1e-12, "atol": 1e-15}
     np.testing.assert_allclose(published.mean, expected.mean, **tol)
     np.testing.assert_allclose(published.scale, expected.scale, **tol)
     for attr in ("mean_", "var_", "scale_", "weight_sum_"):
@@ -652,3 +652,64 @@ def test_the_kept_transform_follows_parameter_changes(backend, dtype):
     np.testing.assert_allclose(
         est.transform(X), X - est.mean_.astype(dtype), rtol=1e-6, atol=1e-6
     )
+
+
+@pytest.mark.parametrize("clip", [None, 2.0])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_a_transform_over_many_blocks_finds_infinity_in_any_block(backend, clip, dtype):
+    # Blocks of _stats.block_rows(64) = 1024 rows: the infinity will be in
+    # the third; a NaN in the first and the largest finite value in the
+    # second make their blocks suspect without holding one.
+    rng = np.random.default_rng(9)
+    X = rng.standard_normal((2500, 64)).astype(dtype)
+    est = BatchNormalizer(clip=clip).fit(X)
+    X[5, 3] = np.nan
+    X[1500, 7] = np.finfo(dtype).max
+    expected = (X - est.mean_) / est.scale_
+    if clip is not None:
+        expected = np.clip(expected, -clip, clip)
+    np.testing.assert_allclose(est.transform(X), expected, rtol=1e-5, atol=1e-5)
+    X[2400, 60] = -np.inf
+    before = X.copy()
+    with pytest.raises(ValueError, match=r"infinity in feature\(s\) 60\b"):
+        est.transform(X)
+    np.testing.assert_array_equal(X, before)
+
+
+@pytest.mark.parametrize(
+    "make", [LayerNormalizer, lambda **kw: GroupNormalizer(n_groups=4, **kw)]
+)
+@pytest.mark.parametrize(
+    "params",
+    [
+        {},
+        {"with_mean": False},
+        {"with_std": False},
+        {"with_mean": False, "with_std": False},
+    ],
+)
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_row_normalizers_find_infinity_in_their_own_pass(backend, make, params, dtype):
+    # 2,500 rows of 64 features: three blocks of 1,024 rows on the NumPy
+    # path. A NaN in the first block, the infinity in the last.
+    rng = np.random.default_rng(10)
+    X = (100 + rng.standard_normal((2500, 64)) * 3).astype(dtype)
+    X[3, 5] = np.nan
+    est = make(**params).fit(X)
+    groups = X.astype(np.float64).reshape(2500, -1, 64 // est._n_groups())
+    center = np.nanmean(groups, axis=2, keepdims=True)
+    scale = np.sqrt(np.nanvar(groups, axis=2, keepdims=True) + est.eps)
+    expected = groups - center if params.get("with_mean", True) else groups
+    if params.get("with_std", True):
+        expected = expected / scale
+    out = est.transform(X)
+    assert out.dtype == dtype
+    tol = 1e-12 if dtype == np.float64 else 1e-6
+    np.testing.assert_allclose(out, expected.reshape(2500, 64), rtol=tol, atol=tol)
+    X[2300, 41] = np.inf
+    before = X.copy()
+    with pytest.raises(ValueError, match=r"infinity in feature\(s\) 41\b"):
+        est.transform(X)
+    with pytest.raises(ValueError, match=r"infinity in feature\(s\) 41\b"):
+        est.transform(X, return_stats=True)
+    np.testing.assert_array_equal(X, before)
