@@ -12,11 +12,7 @@ from . import _stats, _xp
 from ._array_api import ArrayAPISupport
 from ._base import StreamingNormalizer
 from ._compat import Interval, _fit_context, to_numpy
-from ._floats import (
-    ColumnTransform,
-    denormalize_columns,
-    split_float32,
-)
+from ._floats import ColumnTransform, column_transform, denormalize_columns
 from ._modes import ExactMode, HalfLifeMode, MomentumMode, statistics_mode
 from ._modes import state_from_dict as _mode_state_from_dict
 from ._typing import MatrixLike, NamespaceArray, VectorLike
@@ -418,22 +414,16 @@ class BatchNormalizer(ArrayAPISupport, StreamingNormalizer):
         """
         mean, scale = self.mean_, self.scale_
         memo = self.__dict__.get("_transform_constants")
-        key = (dtype, self.with_mean, self.with_std, self.clip)
+        key = ("columns", dtype, self.with_mean, self.with_std, self.clip)
         entry = None if memo is None else memo.get(key)
         if entry is None or entry[0] is not mean or entry[1] is not scale:
             numpy_mean, numpy_scale = self._numpy_statistics()
-            if mean is None or not self.with_mean:
-                center = center_lo = None
-            elif dtype == np.float32:
-                center, center_lo = split_float32(numpy_mean)
-            else:
-                center, center_lo = numpy_mean, None
-            inv_scale = (
-                None
-                if scale is None or not self.with_std
-                else (1.0 / numpy_scale).astype(dtype)
+            transform = column_transform(
+                numpy_mean if self.with_mean else None,
+                numpy_scale if self.with_std else None,
+                dtype,
+                self.clip,
             )
-            transform = ColumnTransform(center, center_lo, inv_scale, self.clip)
             entry = (mean, scale, transform)
             if memo is not None:
                 memo[key] = entry
@@ -556,7 +546,7 @@ class BatchNormalizer(ArrayAPISupport, StreamingNormalizer):
         NamespaceArray | None,
         tuple[NamespaceArray, NamespaceArray] | None,
     ]:
-        """``_transform_constants_for`` for arrays of another namespace:
+        """``_column_transform`` for arrays of another namespace:
         ``(center, center_lo, inv_scale, clip_bounds)``."""
         mean, scale = self.mean_, self.scale_
         memo = self.__dict__.get("_transform_constants")

@@ -196,6 +196,29 @@ class ColumnTransform:
         return kernels.transform_columns(X, out, arguments, on_infinity)
 
 
+def column_transform(
+    center: np.ndarray | None,
+    scale: np.ndarray | None,
+    dtype: np.dtype,
+    clip: float | None = None,
+) -> ColumnTransform:
+    """The :class:`ColumnTransform` of ``clip((x - center) / scale)`` for data
+    of ``dtype``, from float64 ``center`` and ``scale`` (None skips a step).
+
+    ``1 / scale`` is multiplied rather than ``scale`` divided (faster, within
+    one rounding); for float32 the center is subtracted in two parts (see
+    :func:`split_float32`).
+    """
+    if center is None:
+        center_hi = center_lo = None
+    elif dtype == np.float32:
+        center_hi, center_lo = split_float32(center)
+    else:
+        center_hi, center_lo = center, None
+    inv_scale = None if scale is None else (1.0 / scale).astype(dtype)
+    return ColumnTransform(center_hi, center_lo, inv_scale, clip)
+
+
 def denormalize_columns(
     X: np.ndarray,
     out: np.ndarray,

@@ -12,7 +12,7 @@ from scipy import stats
 from . import _kll
 from ._base import StreamingNormalizer, part_seed, samples_seen
 from ._compat import Interval
-from ._floats import denormalize_columns, normalize_columns, split_float32
+from ._floats import ColumnTransform, column_transform, denormalize_columns
 
 
 class RobustNormalizer(StreamingNormalizer):
@@ -307,33 +307,23 @@ class RobustNormalizer(StreamingNormalizer):
     # -- transforming --------------------------------------------------------
 
     def _transform_dense(self, X, out):
-        center, center_lo, inv_scale = self._transform_constants(X.dtype)
-        return normalize_columns(X, out, center, center_lo, inv_scale, None)
+        return self._column_transform(X.dtype)(X, out)
+
+    def _transform_finding_infinity(self, X, out, on_infinity):
+        return self._column_transform(X.dtype)(X, out, on_infinity)
 
     def _inverse_transform_dense(self, X, out):
         center, scale = self._statistics()
         return denormalize_columns(X, out, scale, center)
 
-    def _transform_constants(self, dtype):
-        """``(center, center_lo, inv_scale)`` in ``dtype`` for
-        :func:`~sknorm._floats.normalize_columns`, computed once per update.
-
-        ``1 / scale_`` is multiplied rather than ``scale_`` divided (faster,
-        within one rounding); for float32 the median is subtracted in two
-        parts (see ``split_float32``).
-        """
+    def _column_transform(self, dtype) -> ColumnTransform:
+        """The transform of data of ``dtype`` (see ``column_transform``),
+        made once per update."""
         cache = self.__dict__.get("_statistics_cache")
-        constants = None if cache is None else cache.get(dtype)
-        if constants is None:
+        transform = None if cache is None else cache.get(dtype)
+        if transform is None:
             center, scale = self._statistics()
-            if center is None:
-                center_hi = center_lo = None
-            elif dtype == np.float32:
-                center_hi, center_lo = split_float32(center)
-            else:
-                center_hi, center_lo = center, None
-            inv_scale = None if scale is None else (1.0 / scale).astype(dtype)
-            constants = (center_hi, center_lo, inv_scale)
+            transform = column_transform(center, scale, dtype)
             # The cache exists: _statistics raised otherwise.
-            self.__dict__["_statistics_cache"][dtype] = constants
-        return constants
+            self.__dict__["_statistics_cache"][dtype] = transform
+        return transform
