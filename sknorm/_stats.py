@@ -258,7 +258,12 @@ def _block_moments(
             return Moments(weight, zeros, zeros), n_samples, True
         mean = total / weight
         d -= mean
-        return Moments(weight, mean, _mean_square(w, d, weight)), n_samples, True
+
+        def deviations(columns: NDArray[np.intp]) -> Array:
+            return (X[:, columns] - shift[columns]) - mean[columns]
+
+        var = _mean_square(w, d, weight, deviations)
+        return Moments(weight, mean, var), n_samples, True
 
     if on_nonfinite is not None:
         on_nonfinite()
@@ -272,23 +277,35 @@ def _block_moments(
     mean = _safe_divide(np.dot(w, d), weights)
     d -= mean
     d[~present] = 0.0
-    return Moments(weights, mean, _mean_square(w, d, weights)), count, False
+
+    def present_deviations(columns: NDArray[np.intp]) -> Array:
+        deviation = (X[:, columns] - shift[columns]) - mean[columns]
+        return np.where(present[:, columns], deviation, 0.0)
+
+    var = _mean_square(w, d, weights, present_deviations)
+    return Moments(weights, mean, var), count, False
 
 
-def _mean_square(w: Array, d: Array, weight: Array | float) -> Array:
-    """``sum_i w_i d_i**2 / weight`` per column, overwriting ``d``.
+def _mean_square(
+    w: Array,
+    d: Array,
+    weight: Array | float,
+    deviations: Callable[[NDArray[np.intp]], Array],
+) -> Array:
+    """``sum_i w_i d_i**2 / weight`` per column; ``d`` is squared in place
+    (in cache, that is a tenth of a large batch's time against a new array).
+    ``deviations(columns)`` computes those columns of ``d`` again.
 
     A deviation beyond about 1.3e154 has a square that overflows float64 even
     when the mean square does not. Such columns (their sum is not finite) are
     summed again with the deviations scaled by a power of two, which is
     exact, so the result is finite whenever it is representable.
     """
-    square = np.square(d)
-    result = _safe_divide(np.dot(w, square), weight)
+    result = _safe_divide(np.dot(w, np.square(d, out=d)), weight)
     if math.isfinite(np.add.reduce(result)):
         return result
     columns = np.flatnonzero(~np.isfinite(result))
-    sub = d[:, columns]
+    sub = deviations(columns)
     _, exponent = np.frexp(np.nanmax(np.abs(sub), axis=0, initial=0.0))
     scaled = np.ldexp(sub, -exponent)
     scaled_weight = weight if isinstance(weight, float) else weight[columns]
