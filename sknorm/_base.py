@@ -44,7 +44,9 @@ and class attributes: ``_sparse_formats`` (accepted scipy.sparse formats),
 ``_transient_attributes`` (caches left out of checkpoints). An estimator whose
 transform can look for infinity in its own pass also supplies
 ``_transform_finding_infinity(X, out, on_infinity)``: an out-of-place
-``transform`` then makes no separate pass over X.
+``transform`` then makes no separate pass over X. One whose transform always
+makes a new array (it ignores ``out``) sets ``_writes_in_place = False``, so
+that its transforms take that route too.
 
 **Hand-off to the array API path.** Arrays of other libraries (PyTorch
 tensors, CuPy arrays, ...) are converted to NumPy here as scikit-learn
@@ -390,11 +392,16 @@ class StreamingNormalizer(
         if not defer:
             check_no_infinity(X)
         if sample_weight is not None:
-            sample_weight = check_sample_weight(sample_weight, X.shape[0])
-            if need_weight and not sample_weight.any():
-                # A stream may pass a batch of zero weights (time still passes
-                # in half-life mode), but a fit would learn nothing.
-                raise all_zero_weights_error()
+            try:
+                sample_weight = check_sample_weight(sample_weight, X.shape[0])
+                if need_weight and not sample_weight.any():
+                    # A stream may pass a batch of zero weights (time still
+                    # passes in half-life mode), but a fit would learn nothing.
+                    raise all_zero_weights_error()
+            except (ValueError, TypeError):
+                if defer:
+                    check_no_infinity(X)  # an infinity is reported first
+                raise
         if not state_fits:
             self._check_state(old)  # raises
         on_nonfinite = (lambda: check_no_infinity(X)) if defer else None

@@ -6,7 +6,6 @@ from numbers import Integral, Real
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
-import scipy.sparse as sp
 
 from . import _stats, _xp
 from ._array_api import ArrayAPISupport
@@ -305,14 +304,7 @@ class BatchNormalizer(ArrayAPISupport, StreamingNormalizer):
             )
 
     def _defers_infinity_check(self, X, sample_weight):
-        # Without weights of any kind, an infinity always reaches the column
-        # sums that the update computes anyway: it looks for infinities only
-        # when those are not finite.
-        return (
-            sample_weight is None
-            and not self._checked_settings().reweights_rows
-            and (type(X) is np.ndarray or not sp.issparse(X))
-        )
+        return self._checked_settings().sums_see_infinity(X, sample_weight)
 
     def _update_state(self, old, X, sample_weight, on_nonfinite=None):
         # With eps, a compiled update also computes what _fitted_attributes

@@ -20,11 +20,11 @@ the backend (:mod:`sknorm._config`): under the numba backend, ``update`` and
 :mod:`sknorm._numba_kernels`, which compute the same formulas in one call.
 
 A mode's parameters never change. Besides them it remembers one thing: the
-exact and half-life kernels compute what is published in the same call as the
-update, and the mode keeps it until ``publish`` asks for that state (with the
-``eps`` that ``update`` was given), so a ``partial_fit`` makes one compiled
-call. It is a cache, compared by the state's identity, and is neither part of
-the mode's equality nor of any checkpoint.
+compiled kernels compute what is published in the same call as the update,
+and the mode keeps it until ``publish`` asks for that state (with the ``eps``
+that ``update`` was given), so a ``partial_fit`` makes one compiled call. It
+is a cache, compared by the state's identity, and is neither part of the
+mode's equality nor of any checkpoint.
 """
 
 from __future__ import annotations
@@ -124,6 +124,23 @@ class StatisticsMode(Generic[State]):
     def merge(self, old: State, new: State) -> State:
         """The state of two disjoint parts of a stream, ``new`` the later."""
         raise NotImplementedError
+
+    def sums_see_infinity(
+        self, X: NDArray | SparseMatrix, sample_weight: NDArray | None
+    ) -> bool:
+        """Whether an infinity in X always makes the column sums that
+        ``update`` computes non-finite (``update`` then calls
+        ``on_nonfinite``, and X need not be checked before).
+
+        The compiled kernels multiply every value by its row's weight
+        themselves, and ``0 * inf`` is NaN; BLAS, on the NumPy path, may skip
+        the rows of weight 0, so there only an unweighted dense batch counts.
+        """
+        if kernels_for(X) is not None:
+            return True
+        return (
+            sample_weight is None and not self.reweights_rows and type(X) is np.ndarray
+        )
 
     def owns(self, state: object) -> bool:
         """Whether ``state`` can continue in this mode."""
@@ -288,9 +305,11 @@ class MomentumMode(StatisticsMode[EmaState]):
     ) -> EmaState:
         kernels = kernels_for(X)
         if kernels is not None:
-            return kernels.update_momentum(
-                old, X, self.momentum, sample_weight, on_nonfinite
+            state, published = kernels.update_momentum(
+                old, X, self.momentum, sample_weight, on_nonfinite, eps or 0.0
             )
+            self._keep_publication(state, eps, published)
+            return state
         return _stats.update_momentum(
             old, X, self.momentum, sample_weight, on_nonfinite=on_nonfinite
         )

@@ -10,11 +10,16 @@ What the compilation buys is the number of passes and calls, not other math:
 
 - a ``partial_fit`` is one call that anchors new features, takes the batch's
   moments in blocks of rows that stay in cache (two passes per block: mean,
-  then squared deviations from it), merges the blocks and the batch into the
-  running statistics (``merge_moments``) and returns the new state, and one
-  more that computes everything that is published (``publish``);
+  then squared deviations from it, four rows at a time), merges the blocks
+  and the batch into the running statistics (``merge_moments``) and returns
+  the new state, with everything that is published (the exact and half-life
+  modes; the momentum mode publishes in a second call). On small batches a
+  call's cost is its allocations and returned arrays as much as its
+  arithmetic: the update allocates one float and one integer array;
 - a transform is one pass: centre (in two float32 parts for float32 data),
-  scale and clip each value in place;
+  scale and clip each value, and note whether X held an infinity; its
+  constant arguments are prepared once per fitted state
+  (``sknorm._floats.ColumnTransform``);
 - layer and group normalization take each group's moments and write its
   output in one pass over each row.
 
@@ -36,7 +41,8 @@ from collections.abc import Callable
 import numba
 import numpy as np
 
-from ._stats import _BLOCK_BYTES, EmaState, Moments, StreamState
+from . import _stats
+from ._stats import EmaState, Moments, StreamState
 
 __all__ = [
     "publish",
@@ -151,13 +157,9 @@ def _add_squared_deviations(X, start, stop, shift, mean, sums):
 
 
 @_jit
-def _block_rows(n_features):
-    """``sknorm._stats.block_rows``."""
-    return max(1, _BLOCK_BYTES // (8 * max(n_features, 1)))
-
-
-@_jit
-def _batch_moments(X, sample_weight, half_life, shift, moments, count, work):
+def _batch_moments(
+    X, sample_weight, half_life, block_bytes, shift, moments, count, work
+):
     """Weighted moments of X relative to ``shift``, NaN-aware, in blocks of rows.
 
     ``sknorm._stats.batch_moments`` (with ``half_life > 0``, the row weights of
@@ -170,7 +172,8 @@ def _batch_moments(X, sample_weight, half_life, shift, moments, count, work):
     so that a call on a small batch allocates nothing but its result.
     """
     n_samples, n_features = X.shape
-    block = _block_rows(n_features)
+    # sknorm._stats.block_rows, from its byte budget (read at each call).
+    block = max(1, block_bytes // (8 * max(n_features, 1)))
     weighted = sample_weight.shape[0] > 0
     # Rows all of weight 1 (exact mode without sample weights) skip the
     # products and need no array of row weights.
@@ -321,7 +324,17 @@ def _finish_stream(state):
 
 @_jit
 def _stream_update(
-    X, sample_weight, half_life, decay, shift, weight, mean, var, count, eps
+    X,
+    sample_weight,
+    half_life,
+    decay,
+    block_bytes,
+    shift,
+    weight,
+    mean,
+    var,
+    count,
+    eps,
 ):
     """Exact and half-life modes: the new state after one batch, and what is
     published from it, in one call.
@@ -344,6 +357,7 @@ def _stream_update(
         X,
         sample_weight,
         half_life,
+        block_bytes,
         state[0],
         state[_BATCH_ROW : _BATCH_ROW + 3],
         new_count,
@@ -362,11 +376,20 @@ def _stream_update(
     return state, new_count, nonfinite | equal << 1 | finite << 2
 
 
+# Rows of the float array that the momentum update returns: the new shift,
+# mean and variance (0 to 2), the batch's weight, mean and variance (3 to 5),
+# the new weight (6), the published mean, variance, scale and weight (7 to
+# 10) and scratch space (11 to 14).
+_MOMENTUM_PUBLISHED_ROW = 7
+_MOMENTUM_WORK_ROW = 11
+_MOMENTUM_ROWS = 15
+
+
 @_jit
 def _prepare_momentum(X, shift, mean_updates):
     """Row 0 of a new momentum state array: the shift, features without
     updates anchored on X; rows 3 to 5 will hold the batch's moments."""
-    floats = np.empty((10, shift.shape[0]))  # rows 6 to 9: scratch space
+    floats = np.empty((_MOMENTUM_ROWS, shift.shape[0]))
     floats[0] = shift
     _anchor_into(floats[0], mean_updates, X)
     return floats
@@ -406,24 +429,57 @@ def _finish_momentum(
 
 @_jit
 def _momentum_update(
-    X, sample_weight, momentum, shift, mean, var, mean_updates, var_updates
+    X,
+    sample_weight,
+    momentum,
+    block_bytes,
+    shift,
+    mean,
+    var,
+    mean_updates,
+    var_updates,
+    weight,
+    count,
+    eps,
 ):
-    """Momentum mode: ``sknorm._stats.update_momentum`` in one call.
+    """Momentum mode: ``sknorm._stats.update_momentum``, and what is
+    published from it, in one call.
 
-    Returns an array whose rows are the new shift, mean and variance, then
-    the batch's weight, mean and variance; one whose rows are the new
-    mean_updates, var_updates and the batch's counts; and the non-finite
-    flag.
+    Returns the float array whose rows are described above; one whose rows
+    are the new mean_updates, var_updates, the batch's counts and the new
+    counts; and the bit set of :func:`_stream_update`.
     """
     floats = _prepare_momentum(X, shift, mean_updates)
-    ints = np.zeros((3, shift.shape[0]), dtype=np.int64)
+    ints = np.zeros((4, shift.shape[0]), dtype=np.int64)
     nonfinite = _batch_moments(
-        X, sample_weight, 0.0, floats[0], floats[3:6], ints[2], floats[6:]
+        X,
+        sample_weight,
+        0.0,
+        block_bytes,
+        floats[0],
+        floats[3:6],
+        ints[2],
+        floats[_MOMENTUM_WORK_ROW:],
     )
     _finish_momentum(
         floats, ints, momentum, shift, mean, var, mean_updates, var_updates
     )
-    return floats, ints, nonfinite
+    for j in range(shift.shape[0]):
+        floats[6, j] = weight[j] + floats[3, j]
+        ints[3, j] = count[j] + ints[2, j]
+    row = _MOMENTUM_PUBLISHED_ROW
+    equal, finite = _publish_ema_into(
+        floats[row : row + 4],
+        floats[0],
+        floats[1],
+        floats[2],
+        ints[0],
+        ints[1],
+        floats[6],
+        ints[3],
+        eps,
+    )
+    return floats, ints, nonfinite | equal << 1 | finite << 2
 
 
 # Named tuples made without their Python-level constructors (the fields are
@@ -452,6 +508,7 @@ def update_stream(
         _NO_WEIGHTS if sample_weight is None else sample_weight,
         0.0 if half_life is None else half_life,
         decay,
+        _stats._BLOCK_BYTES,
         old.shift,
         moments.weight,
         moments.mean,
@@ -496,31 +553,51 @@ def update_momentum(
     momentum: float,
     sample_weight: np.ndarray | None = None,
     on_nonfinite: Callable[[], None] | None = None,
-) -> EmaState:
-    """``sknorm._stats.update_momentum``, compiled."""
+    eps: float = 0.0,
+) -> tuple[EmaState, tuple]:
+    """``sknorm._stats.update_momentum``, compiled; with the fields of
+    ``sknorm._modes.Published`` for the new state, as :func:`update_stream`."""
     n_samples = X.shape[0]
-    floats, ints, nonfinite = _momentum_update(
+    floats, ints, flags = _momentum_update(
         X,
         _NO_WEIGHTS if sample_weight is None else sample_weight,
         momentum,
+        _stats._BLOCK_BYTES,
         old.shift,
         old.mean,
         old.var,
         old.mean_updates,
         old.var_updates,
+        old.weight,
+        old.count,
+        float(eps),
     )
-    if nonfinite and on_nonfinite is not None:
+    if flags & 1 and on_nonfinite is not None:
         on_nonfinite()
-    return EmaState(
-        floats[0],
-        floats[1],
-        floats[2],
-        ints[0],
-        ints[1],
-        old.weight + floats[3],
-        old.count + ints[2],
-        old.n_rows + n_samples,
+    count = ints[3]
+    state = _new_tuple(
+        EmaState,
+        (
+            floats[0],
+            floats[1],
+            floats[2],
+            ints[0],
+            ints[1],
+            floats[6],
+            count,
+            old.n_rows + n_samples,
+        ),
     )
+    row = _MOMENTUM_PUBLISHED_ROW
+    published = (
+        floats[row],
+        floats[row + 1],
+        floats[row + 2],
+        floats[row + 3],
+        _samples_seen(count, flags & 2),
+        flags & 4 != 0,
+    )
+    return state, published
 
 
 # -- publication -----------------------------------------------------------------------
@@ -615,8 +692,19 @@ def _publish_stream_into(out, shift, weight, mean, var, count, eps):
 
 @_jit
 def _publish_ema(shift, mean, var, mean_updates, var_updates, weight, count, eps):
+    out = np.empty((4, shift.shape[0]))
+    equal, finite = _publish_ema_into(
+        out, shift, mean, var, mean_updates, var_updates, weight, count, eps
+    )
+    return out, equal, finite
+
+
+@_jit
+def _publish_ema_into(
+    out, shift, mean, var, mean_updates, var_updates, weight, count, eps
+):
+    """:func:`_publish_stream_into` for the momentum mode."""
     n_features = shift.shape[0]
-    out = np.empty((4, n_features))
     equal = True
     total = 0.0
     for j in range(n_features):
@@ -627,7 +715,7 @@ def _publish_ema(shift, mean, var, mean_updates, var_updates, weight, count, eps
         out[3, j] = weight[j]
         total += v
         equal = equal and count[j] == count[0]
-    return out, equal, math.isfinite(total)
+    return equal, math.isfinite(total)
 
 
 def publish(state, eps):

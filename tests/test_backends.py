@@ -361,6 +361,12 @@ def test_infinity_is_refused_and_keeps_the_state(monkeypatch, backend, params):
         est.partial_fit(X)
     with pytest.raises(ValueError, match="infinity"):
         est.partial_fit(X, sample_weight=np.ones(40))
+    # In a row of weight 0 too: the compiled sums see it (0 * inf is NaN),
+    # the NumPy path checks X first.
+    zero_there = np.ones(40)
+    zero_there[33] = 0.0
+    with pytest.raises(ValueError, match=r"infinity in feature\(s\) 2"):
+        est.partial_fit(X, sample_weight=zero_there)
     assert pickle.dumps((est.mean_, est.var_, est.n_samples_seen_)) == before
 
 
