@@ -874,23 +874,32 @@ def _normalize_groups(X, n_groups, eps, with_mean, with_std, out, center, scale)
         for g in range(n_groups):
             first = g * size
             total = 0.0
-            present = 0
             for j in range(size):
-                x = np.float64(X[i, first + j])
-                keep = x == x
-                total += x if keep else 0.0
-                present += keep
-            # An infinity makes the total infinite or NaN: only then is the
-            # group searched for one.
-            if not math.isfinite(total):
+                total += np.float64(X[i, first + j])
+            present = size
+            clean = math.isfinite(total)
+            if not clean:
+                # A NaN or an infinity made the total non-finite (or it
+                # overflowed): only then are the values looked at one by one.
+                total = 0.0
+                present = 0
                 for j in range(size):
-                    infinite |= abs(X[i, first + j]) == np.inf
+                    x = np.float64(X[i, first + j])
+                    infinite |= abs(x) == np.inf
+                    keep = x == x
+                    total += x if keep else 0.0
+                    present += keep
             mean = total / present if present else np.nan
             square = 0.0
-            for j in range(size):
-                x = np.float64(X[i, first + j])
-                d = x - mean
-                square += d * d if x == x else 0.0
+            if clean:
+                for j in range(size):
+                    d = np.float64(X[i, first + j]) - mean
+                    square += d * d
+            else:
+                for j in range(size):
+                    x = np.float64(X[i, first + j])
+                    d = x - mean
+                    square += d * d if x == x else 0.0
             s = 1.0
             if with_std:
                 s = math.sqrt(square / present + eps) if present else np.nan
