@@ -315,7 +315,10 @@ def sketch_quantiles(
     below[:, empty] = above[:, empty] = 0
     keys = _sorted_levels(sketch, cache)
     kernels = compiled_kernels()
-    if kernels is not None:
+    if kernels is not None and cache is not None:
+        full, slot = _level_slots(keys, sketch.k, cache)
+        items = kernels.select_slotted_items(full, slot, sketch.counts, n, below, above)
+    elif kernels is not None:
         items = kernels.select_sketch_items(keys, sketch.counts, n, below, above)
     else:
         positions = np.concatenate([below, above])
@@ -356,6 +359,29 @@ def _sorted_levels(sketch: QuantileSketch, cache: dict | None) -> list[NDArray]:
         # Holding the level arrays keeps their identities unique.
         cache["sorted_levels"] = sorted_levels
     return [keys for _, keys in sorted_levels]
+
+
+def _level_slots(
+    keys: list[NDArray[np.int64]], k: int, cache: dict
+) -> tuple[NDArray[np.int64], int]:
+    """The sorted keys of every level side by side, level ``h`` in columns
+    ``h * slot`` on (``slot`` is ``k``, or the widest level if wider), kept
+    in ``cache`` between reads: only the levels whose keys changed since the
+    last read are copied in (usually the lowest two or three), not all of
+    them (megabytes, at the default size)."""
+    n_features = keys[0].shape[0]
+    slot = max([k, *(level.shape[1] for level in keys)])
+    memo = cache.get("level_slots")
+    if memo is None or memo[0].shape != (n_features, len(keys) * slot):
+        unwritten: list[NDArray[np.int64] | None] = [None] * len(keys)
+        memo = (np.empty((n_features, len(keys) * slot), np.int64), unwritten)
+    full, written = memo
+    for h, level in enumerate(keys):
+        if written[h] is not level:
+            full[:, h * slot : h * slot + level.shape[1]] = level
+            written[h] = level
+    cache["level_slots"] = memo
+    return full, slot
 
 
 # Columns per chunk of the cumulative weights in _select_items.

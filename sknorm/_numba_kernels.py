@@ -1082,6 +1082,13 @@ def _select_items(full, starts, counts, n, below, above):
     return out
 
 
+def select_slotted_items(full, slot, counts, n, below, above):
+    """``sknorm._kll._select_items``, compiled, with the levels' sorted keys
+    side by side in ``full``, level ``h`` from column ``h * slot``."""
+    starts = np.arange(0, (counts.shape[0] + 1) * slot, slot, dtype=np.int64)
+    return _select_items(full, starts, counts, n, below, above)
+
+
 def select_sketch_items(level_keys, counts, n, below, above):
     """``sknorm._kll._select_items``, compiled; ``n`` is the weight of each
     feature's items (``sketch_counts``)."""

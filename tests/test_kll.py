@@ -413,6 +413,9 @@ def test_reads_with_a_cache_equal_reads_without(backend):
             _kll.sketch_quantiles(merged, q),
         )
     assert [entry[0] for entry in cache["sorted_levels"]] == list(merged.levels)
+    # The compiled read keeps the levels side by side, rewriting those that
+    # changed: it was the one taken above.
+    assert ("level_slots" in cache) == (backend == "numba")
 
 
 def test_near_ties_keep_their_exact_order_while_nothing_is_compacted():
