@@ -10,6 +10,8 @@ hold:
   batch;
 - ``merge(old, new)``: the state of two disjoint parts of a stream (``new``
   later), or a ValueError where the mode has no merge;
+- ``sums_see_infinity(X, sample_weight)``: whether ``update`` finds an
+  infinity in X by itself (see ``on_nonfinite``);
 - ``mean_var(state)``, ``weight(state)``, ``count(state)``: what is published,
   and ``publish(state, eps)``: all of it (with the scale) in one step;
 - ``to_dict(state)`` / ``from_dict(data)``: the plain-data checkpoint form.
