@@ -90,7 +90,7 @@ def normalize_columns(
     if on_infinity is not None and (one_block or out is X):
         # X is checked first: a single block is as cheap to check as its
         # output, and in place X is gone afterwards.
-        _look_for_infinity(X, on_infinity)
+        look_for_infinity(X, on_infinity)
         on_infinity = None
     # Otherwise each block's output is summed while it is in cache: an
     # infinity in X makes that sum non-finite (so may a NaN or an overflow,
@@ -117,7 +117,7 @@ def normalize_columns(
         if clip is not None:
             np.clip(dst, -clip, clip, out=dst)
     if suspect and on_infinity is not None:
-        _look_for_infinity(X, on_infinity)
+        look_for_infinity(X, on_infinity)
     return out
 
 
@@ -139,7 +139,7 @@ def _sums_are_finite(block: np.ndarray) -> bool:
         return math.isfinite(np.add.reduce(units @ block))
 
 
-def _look_for_infinity(X: np.ndarray, on_infinity: Callable[[], None]) -> None:
+def look_for_infinity(X: np.ndarray, on_infinity: Callable[[], None]) -> None:
     """Call ``on_infinity`` if X holds +/-inf (one reduction if it does not)."""
     with np.errstate(over="ignore", invalid="ignore"):
         if not math.isfinite(np.add.reduce(X, axis=None)) and np.isinf(X).any():

@@ -179,16 +179,17 @@ class StatisticsMode(Generic[State]):
             math.isfinite(np.add.reduce(var)),
         )
 
-    def _keep_publication(
-        self, state: State, eps: float | None, fields: tuple[Any, ...]
-    ) -> None:
-        """Remember the publication a compiled update computed with ``state``."""
+    def _kept(self, update: tuple[State, tuple[Any, ...]], eps: float | None) -> State:
+        """The state of a compiled update ``(state, publication fields)``;
+        the publication is remembered for it when ``eps`` is known."""
+        state, fields = update
         if eps is not None:
             self.__dict__["_publication"] = (
                 state,
                 eps,
                 _new_tuple(Published, fields),
             )
+        return state
 
     def count(self, state: State) -> NDArray[np.int64]:
         """Number of non-missing values seen, per feature."""
@@ -221,11 +222,12 @@ class ExactMode(StatisticsMode[StreamState]):
     ) -> StreamState:
         kernels = kernels_for(X)
         if kernels is not None:
-            state, published = kernels.update_stream(
-                old, X, sample_weight, None, on_nonfinite, eps or 0.0
+            return self._kept(
+                kernels.update_stream(
+                    old, X, sample_weight, None, on_nonfinite, eps or 0.0
+                ),
+                eps,
             )
-            self._keep_publication(state, eps, published)
-            return state
         return _stats.update_exact(old, X, sample_weight, on_nonfinite=on_nonfinite)
 
     def merge(self, old: StreamState, new: StreamState) -> StreamState:
@@ -271,11 +273,12 @@ class HalfLifeMode(ExactMode):
     ) -> StreamState:
         kernels = kernels_for(X)
         if kernels is not None:
-            state, published = kernels.update_stream(
-                old, X, sample_weight, self.half_life, on_nonfinite, eps or 0.0
+            return self._kept(
+                kernels.update_stream(
+                    old, X, sample_weight, self.half_life, on_nonfinite, eps or 0.0
+                ),
+                eps,
             )
-            self._keep_publication(state, eps, published)
-            return state
         return _stats.update_half_life(
             old, X, self.half_life, sample_weight, on_nonfinite=on_nonfinite
         )
@@ -307,11 +310,12 @@ class MomentumMode(StatisticsMode[EmaState]):
     ) -> EmaState:
         kernels = kernels_for(X)
         if kernels is not None:
-            state, published = kernels.update_momentum(
-                old, X, self.momentum, sample_weight, on_nonfinite, eps or 0.0
+            return self._kept(
+                kernels.update_momentum(
+                    old, X, self.momentum, sample_weight, on_nonfinite, eps or 0.0
+                ),
+                eps,
             )
-            self._keep_publication(state, eps, published)
-            return state
         return _stats.update_momentum(
             old, X, self.momentum, sample_weight, on_nonfinite=on_nonfinite
         )

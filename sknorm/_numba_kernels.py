@@ -527,24 +527,30 @@ def update_stream(
             old.n_rows + n_samples,
         ),
     )
-    row = _PUBLISHED_ROW
-    published = (
-        floats[row],
-        floats[row + 1],
-        floats[row + 2],
-        floats[row + 3],
-        _samples_seen(count, flags & 2),
-        flags & 4 != 0,
+    published = _published_fields(
+        floats, _PUBLISHED_ROW, count, flags & 2, flags & 4 != 0
     )
     return state, published
 
 
-def _samples_seen(count: np.ndarray, equal: int) -> int | np.ndarray:
-    """``n_samples_seen_``: an int when every feature's count is equal, else
-    a copy of the counts."""
-    if equal and count.size:
-        return int(count[0])
-    return np.array(count, dtype=np.int64)
+def _published_fields(
+    floats: np.ndarray, row: int, count: np.ndarray, equal: int, finite: bool
+) -> tuple:
+    """The fields of ``sknorm._modes.Published``: rows ``row`` to ``row + 3``
+    of ``floats`` (mean, variance, scale, weight), ``n_samples_seen_`` (an
+    int when every feature's count is equal, else a copy of the counts) and
+    ``finite``."""
+    samples_seen = (
+        int(count[0]) if equal and count.size else np.array(count, dtype=np.int64)
+    )
+    return (
+        floats[row],
+        floats[row + 1],
+        floats[row + 2],
+        floats[row + 3],
+        samples_seen,
+        finite,
+    )
 
 
 def update_momentum(
@@ -588,14 +594,8 @@ def update_momentum(
             old.n_rows + n_samples,
         ),
     )
-    row = _MOMENTUM_PUBLISHED_ROW
-    published = (
-        floats[row],
-        floats[row + 1],
-        floats[row + 2],
-        floats[row + 3],
-        _samples_seen(count, flags & 2),
-        flags & 4 != 0,
+    published = _published_fields(
+        floats, _MOMENTUM_PUBLISHED_ROW, count, flags & 2, flags & 4 != 0
     )
     return state, published
 
@@ -736,8 +736,7 @@ def publish(state, eps):
         out, equal, finite = _publish_stream(
             state.shift, m.weight, m.mean, m.var, state.count, float(eps)
         )
-    samples_seen = _samples_seen(state.count, equal)
-    return out[0], out[1], out[2], out[3], samples_seen, finite
+    return _published_fields(out, 0, state.count, equal, finite)
 
 
 # -- column transforms -----------------------------------------------------------------

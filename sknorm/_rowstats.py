@@ -32,7 +32,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ._config import kernels_for
-from ._floats import scale_from_var
+from ._floats import look_for_infinity, scale_from_var
 from ._stats import block_rows
 from ._typing import NamespaceArray, SparseMatrix
 
@@ -200,9 +200,8 @@ def normalize_dense_groups(
     if out is None:
         out = np.empty(X.shape, dtype=dtype)
     if not (with_mean or with_std):
-        if on_infinity is not None and not math.isfinite(np.add.reduce(X, axis=None)):
-            if np.isinf(X).any():
-                on_infinity()
+        if on_infinity is not None:
+            look_for_infinity(X, on_infinity)
         out[...] = X
         return out, GroupStats(np.zeros(shape), np.ones(shape))
     kernels = kernels_for(X)
@@ -244,9 +243,8 @@ def _normalize_group_block(
     mean, var, deviation, missing = dense_group_moments(X, n_groups)
     if on_infinity is not None and not math.isfinite(np.add.reduce(var, axis=None)):
         # An infinity makes its group's variance NaN (so does a NaN).
-        with np.errstate(invalid="ignore"):
-            if np.isinf(X).any():
-                on_infinity()
+        if np.isinf(X).any():
+            on_infinity()
     if with_mean:
         z = deviation
         stats.center[...] = mean
